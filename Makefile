@@ -1,0 +1,43 @@
+# The README's two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel; a GPU machine can pass its own, e.g. `make test TORCH_SPEC=torch`.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= demo_data
+
+.PHONY: install install-test demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	# imgaug ships the quokka photo and its keypoints; its code is never imported.
+	$(BIN)/pip install --quiet --no-deps "imgaug==0.4.0"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 200 --image-size 128 --seed 0
+	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 40 --image-size 128 --seed 1
+	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
+	$(BIN)/kp data check $(DEMO_DIR)/real/annotations.json --channels configs/channels/demo.yaml
+
+test: install-test
+	$(BIN)/python -m pytest -q
+
+lint: install-test
+	$(BIN)/ruff check kp_platform tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,184 @@
+"""The typed config tree: one dataclass per section, defaults that run on a CPU.
+
+Every `kp train` run and every sweep trial is described by one `Config`. Add a field here and it
+is settable from YAML and from `section.key=value` overrides at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# Per field: (value is valid, what a valid value looks like).
+Checks = dict[str, tuple[bool, str]]
+
+
+@dataclass
+class DataConfig:
+    """Where the COCO files are and how images and keypoints become tensors."""
+
+    train: str | None = None
+    """COCO keypoint JSON of the training set."""
+    val: str | None = None
+    """COCO JSON of the validation set; when empty, `val_fraction` of `train` is split off."""
+    test: str | None = None
+    """COCO JSON of a held-out test set (optional)."""
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    """Seeds only the train/val split, so sweeping the training seed never moves images."""
+    channels: Any = None
+    """List of {name, keypoints}, the compact string `a=b:c`, or a channel YAML path.
+    Empty: one channel per `category.keypoint` type."""
+    flip_pairs: list[list[str]] = field(default_factory=list)
+    """Pairs of channel names swapped by a horizontal flip (left/right symmetric keypoints)."""
+    visible_only: bool = False
+    """Keep only keypoints with v=2 (v=1, labelled but occluded, is kept by default)."""
+    input_size: list[int] = field(default_factory=lambda: [256, 256])
+    """Network input as [height, width]."""
+    resize_mode: Literal["resize", "letterbox"] = "resize"
+    augment: list[dict[str, Any]] = field(default_factory=list)
+    """Albumentations transforms by name with their parameters, e.g.
+    `[{name: HorizontalFlip, p: 0.5}, {name: RandomBrightnessContrast, p: 0.3}]`."""
+    batch_size: int = 8
+    num_workers: int = 0
+
+    def checks(self) -> Checks:
+        return {
+            "val_fraction": (0.0 < self.val_fraction < 1.0, "must be in (0, 1)"),
+            "input_size": (
+                len(self.input_size) == 2 and min(self.input_size) >= 8,
+                "must be [height, width], each >= 8",
+            ),
+            "batch_size": (self.batch_size >= 1, "must be >= 1"),
+            "num_workers": (self.num_workers >= 0, "must be >= 0"),
+            "flip_pairs": (
+                all(len(pair) == 2 for pair in self.flip_pairs),
+                "must be a list of [left, right] channel-name pairs",
+            ),
+            "augment": (
+                all(isinstance(t.get("name"), str) for t in self.augment),
+                "each transform needs a 'name'",
+            ),
+        }
+
+
+@dataclass
+class ModelConfig:
+    """The network: a backbone from the registry and a heatmap head."""
+
+    backbone: str = "unet"
+    pretrained: bool = False
+    pretrained_path: str | None = None
+    width: int = 32
+    depth: int = 4
+
+    def checks(self) -> Checks:
+        return {
+            "width": (self.width >= 1, "must be >= 1"),
+            "depth": (self.depth >= 1, "must be >= 1"),
+        }
+
+
+@dataclass
+class HeatmapConfig:
+    """Gaussian heatmap targets."""
+
+    sigma: float = 2.0
+    """Standard deviation in heatmap cells."""
+    stride: int = 1
+    """Input pixels per heatmap cell."""
+
+    def checks(self) -> Checks:
+        return {
+            "sigma": (self.sigma > 0, "must be > 0"),
+            "stride": (self.stride in (1, 2, 4, 8), "must be 1, 2, 4 or 8"),
+        }
+
+
+@dataclass
+class EvalConfig:
+    """Keypoint extraction and the L2-distance metrics."""
+
+    thresholds: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])
+    """Distance thresholds in original-image pixels."""
+    nms_radius: int = 2
+    score_threshold: float = 0.1
+    top_k: int = 20
+    """Detections kept per channel and image; 0 keeps all."""
+    matching: Literal["first", "nearest"] = "first"
+    """`first`: the seed framework's first-unmatched-in-list rule; `nearest`: nearest unmatched."""
+    eval_every: int = 1
+    """Compute AP every N epochs (the last epoch is always evaluated)."""
+
+    def checks(self) -> Checks:
+        return {
+            "thresholds": (
+                len(self.thresholds) > 0 and all(t > 0 for t in self.thresholds),
+                "must be a non-empty list of positive distances",
+            ),
+            "nms_radius": (self.nms_radius >= 0, "must be >= 0"),
+            "top_k": (self.top_k >= 0, "must be >= 0 (0 keeps all)"),
+            "eval_every": (self.eval_every >= 1, "must be >= 1"),
+        }
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser and learning-rate schedule."""
+
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["none", "cosine", "step", "plateau"] = "cosine"
+    warmup_epochs: int = 0
+
+    def checks(self) -> Checks:
+        return {
+            "lr": (self.lr > 0, "must be > 0"),
+            "weight_decay": (self.weight_decay >= 0, "must be >= 0"),
+            "warmup_epochs": (self.warmup_epochs >= 0, "must be >= 0"),
+        }
+
+
+@dataclass
+class TrainerConfig:
+    """What is handed to Lightning's Trainer, plus the run's name and seed."""
+
+    max_epochs: int = 20
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    precision: str = "32-true"
+    run_root: str = "runs"
+    name: str = "default"
+
+    def checks(self) -> Checks:
+        return {"max_epochs": (self.max_epochs >= 1, "must be >= 1")}
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases; offline unless a key is configured and mode says online."""
+
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "kp_platform"
+    entity: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class LoggingConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+@dataclass
+class Config:
+    """The root of the tree."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    heatmap: HeatmapConfig = field(default_factory=HeatmapConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)

@@ -1,0 +1,179 @@
+"""The torch Dataset of images and per-channel keypoints, its collate function, and the splits.
+
+A batch carries two views of the ground truth: `target_*` in network-input pixels after resizing
+and augmentation (what heatmaps are drawn from) and `gt_*` in original-image pixels before any
+augmentation (what metrics compare against), so distances are always in original pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from kp_platform.data.augment import Augmenter, build_augmenter
+from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
+from kp_platform.data.coco import CocoKeypoints, ImageKeypoints
+from kp_platform.data.image_io import read_rgb
+from kp_platform.data.resize import resize_image
+from kp_platform.data.split import split_train_val
+from kp_platform.errors import InputError
+
+
+class KeypointDataset(Dataset):
+    """Images of a COCO dataset with their keypoints gathered per channel.
+
+    Args:
+        coco: The validated dataset.
+        channels: Channels resolved against `coco`'s categories.
+        image_ids: The images to serve (default: all, in file order).
+        input_size: Network input (height, width).
+        resize_mode: "resize" or "letterbox".
+        visible_only: Drop occluded (v=1) keypoints.
+        augmenter: Training augmentation, or None (validation and test never augment).
+    """
+
+    def __init__(
+        self,
+        coco: CocoKeypoints,
+        channels: ChannelMap,
+        image_ids: Sequence[int] | None = None,
+        input_size: Sequence[int] = (256, 256),
+        resize_mode: str = "resize",
+        visible_only: bool = False,
+        augmenter: Augmenter | None = None,
+    ) -> None:
+        self.coco = coco
+        self.channels = channels
+        self.image_ids = list(image_ids) if image_ids is not None else [i.id for i in coco.images]
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.resize_mode = resize_mode
+        self.augmenter = augmenter
+        self.keypoints: list[ImageKeypoints] = [
+            coco.image_keypoints(i, channels, visible_only) for i in self.image_ids
+        ]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One sample.
+
+        Returns:
+            image: (3, H, W) float32 in [0, 1]; target_xy: per channel (n_c, 2) float32 in input
+            pixels; gt_xy: per channel (n_c, 2) float64 in original pixels; affine: (4,) float64
+            [sx, sy, tx, ty] with x_in = sx * x_orig + tx; image_id: int; orig_size: (2,) [h, w].
+        """
+        record = self.coco.image_by_id[self.image_ids[index]]
+        gt = self.keypoints[index].points
+        image, affine = resize_image(read_rgb(record.path), self.input_size, self.resize_mode)
+        points = affine.apply(np.concatenate(gt)) if gt else np.zeros((0, 2))
+        channel_ids = np.repeat(np.arange(len(gt)), [len(p) for p in gt])
+        if self.augmenter is not None:
+            image, points, channel_ids = self.augmenter(image, points, channel_ids)
+        target = [points[channel_ids == c] for c in range(len(self.channels))]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255,
+            "target_xy": [torch.as_tensor(t, dtype=torch.float32) for t in target],
+            "gt_xy": [torch.as_tensor(g, dtype=torch.float64) for g in gt],
+            "affine": torch.as_tensor(affine.as_array()),
+            "image_id": record.id,
+            "orig_size": torch.tensor([record.height, record.width]),
+        }
+
+
+def collate_keypoints(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stacks samples, padding each channel's keypoints to the batch's largest count.
+
+    Returns:
+        image: (B, 3, H, W); target_xy: (B, C, K, 2) float32 with target_mask: (B, C, K) bool;
+        gt_xy: (B, C, G, 2) float64 with gt_mask: (B, C, G) bool; affine: (B, 4) float64;
+        image_id: (B,) int64; orig_size: (B, 2) int64. K and G are at least 1.
+    """
+    target_xy, target_mask = _pad([s["target_xy"] for s in samples], torch.float32)
+    gt_xy, gt_mask = _pad([s["gt_xy"] for s in samples], torch.float64)
+    return {
+        "image": torch.stack([s["image"] for s in samples]),
+        "target_xy": target_xy,
+        "target_mask": target_mask,
+        "gt_xy": gt_xy,
+        "gt_mask": gt_mask,
+        "affine": torch.stack([s["affine"] for s in samples]),
+        "image_id": torch.tensor([s["image_id"] for s in samples], dtype=torch.int64),
+        "orig_size": torch.stack([s["orig_size"] for s in samples]),
+    }
+
+
+def _pad(
+    per_sample: list[list[torch.Tensor]], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    batch, num_channels = len(per_sample), len(per_sample[0])
+    longest = max([1] + [len(points) for sample in per_sample for points in sample])
+    xy = torch.zeros(batch, num_channels, longest, 2, dtype=dtype)
+    mask = torch.zeros(batch, num_channels, longest, dtype=torch.bool)
+    for b, sample in enumerate(per_sample):
+        for c, points in enumerate(sample):
+            xy[b, c, : len(points)] = points.to(dtype)
+            mask[b, c, : len(points)] = True
+    return xy, mask
+
+
+@dataclass
+class DatasetSplits:
+    """The datasets one training run uses; `test` is None when no test file is configured."""
+
+    channels: ChannelMap
+    train: KeypointDataset
+    val: KeypointDataset
+    test: KeypointDataset | None
+
+
+def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSplits:
+    """Builds train/val/test datasets from the `data` config section.
+
+    Validation comes from `data.val`, or else from a split of `data.train` that depends only on
+    `data.split_seed`. Only the training set is augmented.
+
+    Raises:
+        InputError: no training file, bad files, channels or augmentation.
+    """
+    if not data_cfg.train:
+        raise InputError("data.train must name a COCO keypoint JSON file", "config")
+    specs = parse_channels(data_cfg.channels, source="data.channels")
+    train_coco = CocoKeypoints.load(data_cfg.train)
+    channels = resolve_channels(specs, train_coco.categories, source=str(data_cfg.train))
+    flip = channels.flip_permutation(data_cfg.flip_pairs, source="data.flip_pairs")
+    common = {
+        "input_size": data_cfg.input_size,
+        "resize_mode": data_cfg.resize_mode,
+        "visible_only": data_cfg.visible_only,
+    }
+    augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
+
+    def evaluation_set(path: str) -> KeypointDataset:
+        coco = CocoKeypoints.load(path)
+        resolved = resolve_channels(specs, coco.categories, source=str(path))
+        if resolved.names != channels.names:
+            raise InputError(
+                f"channels {list(resolved.names)} differ from the training set's "
+                f"{list(channels.names)}",
+                str(path),
+            )
+        return KeypointDataset(coco, resolved, **common)
+
+    if data_cfg.val:
+        train = KeypointDataset(train_coco, channels, augmenter=augmenter, **common)
+        val = evaluation_set(data_cfg.val)
+    else:
+        ids = [image.id for image in train_coco.images]
+        train_ids, val_ids = split_train_val(ids, data_cfg.val_fraction, data_cfg.split_seed)
+        if not val_ids:
+            raise InputError("too few images to split off a validation set", data_cfg.train)
+        train = KeypointDataset(train_coco, channels, train_ids, augmenter=augmenter, **common)
+        val = KeypointDataset(train_coco, channels, val_ids, **common)
+    test = evaluation_set(data_cfg.test) if data_cfg.test else None
+    return DatasetSplits(channels, train, val, test)

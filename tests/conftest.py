@@ -1,0 +1,119 @@
+"""Shared fixtures: tiny COCO datasets written to tmp_path, the quokka photo, and a `kp` runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kp_platform.cli.main import main as kp_main
+
+TOWEL = {"id": 1, "name": "towel", "keypoints": ["corner0", "corner1", "grasp"]}
+SHIRT = {"id": 2, "name": "shirt", "keypoints": ["sleeve_left", "sleeve_right", "grasp"]}
+
+
+def write_coco(
+    root: Path,
+    images: list[dict[str, Any]],
+    annotations: list[dict[str, Any]],
+    categories: list[dict[str, Any]] | None = None,
+    write_images: bool = True,
+    name: str = "annotations.json",
+) -> Path:
+    """Writes a COCO JSON plus (by default) a random RGB PNG per image of the JSON's size."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    if write_images:
+        for image in images:
+            path = root / image["file_name"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (image["height"], image["width"], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(path)
+    data = {
+        "images": images,
+        "annotations": annotations,
+        "categories": categories if categories is not None else [TOWEL, SHIRT],
+    }
+    path = root / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def image(image_id: int, width: int = 32, height: int = 24) -> dict[str, Any]:
+    return {"id": image_id, "file_name": f"images/{image_id:03d}.png", "width": width,
+            "height": height}
+
+
+def annotation(ann_id: int, image_id: int, category_id: int, keypoints: list[float]):
+    return {"id": ann_id, "image_id": image_id, "category_id": category_id,
+            "keypoints": keypoints, "num_keypoints": len(keypoints) // 3}
+
+
+@pytest.fixture
+def tiny_coco(tmp_path: Path) -> Path:
+    """Three 32x24 images: two towels + a shirt, one negative image, dropped keypoints."""
+    images = [image(1), image(2), image(3)]
+    annotations = [
+        # towel: corner0 visible, corner1 occluded (v=1), grasp not labelled (v=0)
+        annotation(10, 1, 1, [3.25, 4.5, 2, 20.75, 5.0, 1, 0, 0, 0]),
+        # shirt: sleeves and grasp; grasp lies outside the image (x == width)
+        annotation(11, 1, 2, [5.0, 10.0, 2, 25.0, 10.5, 2, 32.0, 3.0, 2]),
+        # second towel on image 2
+        annotation(12, 2, 1, [1.0, 1.0, 2, 30.5, 22.5, 2, 15.0, 12.0, 2]),
+    ]
+    return write_coco(tmp_path / "tiny", images, annotations)
+
+
+@pytest.fixture
+def run_kp(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str, str]]:
+    """Runs `kp` in-process; returns (exit status, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = kp_main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def imgaug_package_dir() -> Path:
+    """The imgaug package folder, found without importing imgaug (its code is never run)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("imgaug")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("imgaug is not installed: `make test` installs it (pip install --no-deps)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="session")
+def quokka_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """imgaug's quokka photo and its 7 keypoints (left/right pairs) as a one-image COCO set."""
+    package = imgaug_package_dir()
+    root = tmp_path_factory.mktemp("quokka")
+    photo = Image.open(package / "quokka.jpg")
+    (root / "images").mkdir()
+    photo.save(root / "images" / "quokka.png")
+    labels = json.loads((package / "quokka_annotations.json").read_text())["keypoints"]
+    names = [kp["label"] for kp in labels]
+    values: list[float] = []
+    for kp in labels:
+        values += [float(kp["x"]), float(kp["y"]), 2]
+    data = {
+        "images": [{"id": 1, "file_name": "images/quokka.png", "width": photo.width,
+                    "height": photo.height}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "keypoints": values,
+                         "num_keypoints": len(names)}],
+        "categories": [{"id": 1, "name": "quokka", "keypoints": names}],
+    }
+    path = root / "annotations.json"
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from kp_platform.config import apply_overrides, load_config
+from kp_platform.data import (
+    CocoKeypoints,
+    KeypointDataset,
+    build_datasets,
+    collate_keypoints,
+    resolve_channels,
+    split_train_val,
+)
+from kp_platform.errors import InputError
+from tests.conftest import annotation, image, write_coco
+
+
+def test_sample_and_batch_shapes(tiny_coco):
+    coco = CocoKeypoints.load(tiny_coco)
+    channels = resolve_channels(None, coco.categories, "t")
+    dataset = KeypointDataset(coco, channels, input_size=(48, 64))
+    batch = next(iter(DataLoader(dataset, batch_size=3, collate_fn=collate_keypoints)))
+    assert batch["image"].shape == (3, 3, 48, 64) and batch["image"].dtype == torch.float32
+    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    assert batch["target_xy"].shape[:2] == (3, 6) and batch["target_mask"].shape[:2] == (3, 6)
+    assert batch["gt_xy"].dtype == torch.float64
+    assert batch["image_id"].tolist() == [1, 2, 3]
+    assert batch["orig_size"].tolist() == [[24, 32]] * 3
+    assert not batch["target_mask"][2].any()  # the negative image
+
+
+def test_targets_are_scaled_and_gt_stays_in_original_pixels(tiny_coco):
+    coco = CocoKeypoints.load(tiny_coco)
+    channels = resolve_channels(None, coco.categories, "t")
+    sample = KeypointDataset(coco, channels, input_size=(48, 64))[0]
+    # towel.corner0 at (3.25, 4.5) in a 32x24 image, input 64x48: x' = (x + .5) * 2 - .5
+    np.testing.assert_allclose(sample["gt_xy"][0].numpy(), [[3.25, 4.5]])
+    np.testing.assert_allclose(sample["target_xy"][0].numpy(), [[7.0, 9.5]])
+    sx, sy, tx, ty = sample["affine"].tolist()
+    assert (sx, sy, tx, ty) == (2.0, 2.0, 0.5, 0.5)
+
+
+def test_split_depends_only_on_split_seed():
+    ids = list(range(1, 101))
+    train, val = split_train_val(ids, 0.2, split_seed=3)
+    assert len(val) == 20 and sorted(train + val) == ids
+    assert split_train_val(ids, 0.2, split_seed=3) == (train, val)
+    assert split_train_val(ids, 0.2, split_seed=4)[1] != val
+    # adding images keeps most existing memberships
+    _, val_more = split_train_val(ids + list(range(101, 111)), 0.2, split_seed=3)
+    assert len(set(val) & set(val_more)) >= 15
+
+
+def _cfg(train, **overrides):
+    items = [f"data.train={train}", "data.input_size=[24, 32]", "data.val_fraction=0.5"]
+    return apply_overrides(load_config(), items + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_build_datasets_splits_and_augments_only_training(tmp_path):
+    images = [image(i) for i in range(1, 9)]
+    anns = [annotation(i, i, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2]) for i in range(1, 9)]
+    path = write_coco(tmp_path, images, anns)
+    cfg = _cfg(path, **{"data.augment": "[{name: HorizontalFlip, p: 1.0}]",
+                        "trainer.seed": 1})
+    splits = build_datasets(cfg.data)
+    assert len(splits.train) == 4 and len(splits.val) == 4
+    assert not set(splits.train.image_ids) & set(splits.val.image_ids)
+    flipped = splits.train[0]["target_xy"][0]
+    plain = splits.val[0]["target_xy"][0]
+    np.testing.assert_allclose(flipped.numpy(), [[27.0, 4.0]])  # x -> 31 - x
+    np.testing.assert_allclose(plain.numpy(), [[4.0, 4.0]])
+    # the training seed does not move the split
+    other = build_datasets(apply_overrides(cfg, ["trainer.seed=2"]).data)
+    assert other.val.image_ids == splits.val.image_ids
+
+
+def test_separate_val_and_test_files(tmp_path):
+    anns = [annotation(1, 1, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2])]
+    train = write_coco(tmp_path / "train", [image(1)], anns)
+    val = write_coco(tmp_path / "val", [image(1), image(2)], anns)
+    splits = build_datasets(_cfg(train, **{"data.val": val, "data.test": val}).data)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (1, 2, 2)
+
+
+def test_val_file_with_other_channels_is_rejected(tmp_path):
+    anns = [annotation(1, 1, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2])]
+    train = write_coco(tmp_path / "train", [image(1)], anns)
+    other = {"id": 1, "name": "box", "keypoints": ["a", "b", "c"]}
+    val = write_coco(tmp_path / "val", [image(1)], anns, categories=[other])
+    with pytest.raises(InputError, match="differ from the training set's"):
+        build_datasets(_cfg(train, **{"data.val": val}).data)
+
+
+def test_missing_train_file_is_an_input_error():
+    with pytest.raises(InputError, match="data.train must name"):
+        build_datasets(load_config().data)
