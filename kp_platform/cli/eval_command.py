@@ -3,7 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    pass
+    parser = subparsers.add_parser(
+        "eval", help="evaluate predictions: AP at L2 pixel-distance thresholds, PCK, distances",
+        description="Evaluate a prediction file (from any model) against a COCO keypoint "
+        "dataset: per channel AP at each L2 distance threshold in original-image pixels, their "
+        "means, PCK and matched-distance statistics. Prediction format: "
+        '[{"image_id": 1, "detections": {"CHANNEL": [[x, y, score], ...]}}, ...].',
+    )
+    parser.add_argument("--gt", required=True, metavar="COCO_JSON", help="ground truth")
+    parser.add_argument("--pred", required=True, metavar="PRED_JSON", help="predictions")
+    parser.add_argument(
+        "--channels", metavar="CH", default=None,
+        help="channel configuration (YAML file or 'a=b:c'); default: one per keypoint type",
+    )
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", default=[2.0, 4.0, 8.0], metavar="T",
+        help="distance thresholds in pixels (default: 2 4 8)",
+    )
+    parser.add_argument(
+        "--matching", choices=("first", "nearest"), default="first",
+        help="first: a detection takes the first unmatched ground truth within the threshold "
+        "(the seed framework's rule, default); nearest: the nearest one",
+    )
+    parser.add_argument("--visible-only", action="store_true", help="drop occluded (v=1) GT")
+    parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
+    parser.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from kp_platform.errors import InputError
+    from kp_platform.metrics import evaluate_predictions
+
+    bad = [t for t in args.thresholds if not t > 0]
+    if bad:
+        raise InputError(f"thresholds must be positive, got {bad}", "--thresholds")
+    metrics = evaluate_predictions(
+        args.gt, args.pred, args.channels, args.thresholds, args.matching, args.visible_only
+    )
+    print(format_metrics(metrics))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"wrote {out}")
+    return 0
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A per-channel table: ground-truth count, AP at each threshold, PCK at the largest."""
+    keys = list(metrics["mean_ap"])
+    last = keys[-1]
+    header = ["channel", "num_gt", *(f"AP@{t}" for t in keys), f"PCK@{last}", "dist p50"]
+    rows = []
+    for name, per_threshold in metrics["ap"].items():
+        p50 = metrics["distance_px"][name]["p50"]
+        rows.append([
+            name, str(metrics["num_gt"][name]), *(f"{per_threshold[t]:.4f}" for t in keys),
+            f"{metrics['pck'][name][last]:.4f}", "-" if p50 is None else f"{p50:.2f}",
+        ])
+    rows.append(["mean", "", *(f"{metrics['mean_ap'][t]:.4f}" for t in keys), "", ""])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                  enumerate(zip(row, widths, strict=True)))
+        for row in [header, *rows]
+    ]
+    lines.append(f"mAP (mean over channels and thresholds): {metrics['map']:.4f}"
+                 f"   images: {metrics['num_images']}")
+    return "\n".join(lines)

@@ -67,15 +67,24 @@ class ModelConfig:
     """The network: a backbone from the registry and a heatmap head."""
 
     backbone: str = "unet"
+    """A registered name (`unet`, `dilated_cnn`, ...) or `timm:<encoder>` (needs the timm extra)."""
     pretrained: bool = False
+    """Download the encoder's pretrained weights (timm encoders; needs internet)."""
     pretrained_path: str | None = None
+    """A local encoder weights file (a state dict), loaded with weights_only=True."""
     width: int = 32
+    """Channels of the first stage (from-scratch backbones) or of the decoder (timm)."""
     depth: int = 4
+    """Down-sampling stages (unet) or dilated blocks (dilated_cnn)."""
+    loss: Literal["bce", "focal", "mse"] = "bce"
+    head_prior: float = 0.01
+    """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""
 
     def checks(self) -> Checks:
         return {
             "width": (self.width >= 1, "must be >= 1"),
             "depth": (self.depth >= 1, "must be >= 1"),
+            "head_prior": (0.0 < self.head_prior < 1.0, "must be in (0, 1)"),
         }
 
 
