@@ -1,0 +1,55 @@
+"""The whole network: a backbone and a heatmap head as one exportable module."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from kp_platform.config.schema import HeatmapConfig, ModelConfig
+from kp_platform.models.backbones import build_backbone
+from kp_platform.models.head import HeatmapHead
+
+
+class KeypointNet(nn.Module):
+    """Backbone + :class:`HeatmapHead`; images in, heatmap logits out.
+
+    Forward has no data-dependent Python control flow (odd-size padding is computed from
+    shapes), so it works with ``torch.jit.trace`` and ``torch.onnx.export``.
+
+    Args:
+        backbone: Module with ``out_channels`` and ``output_stride`` attributes.
+        head: Maps backbone features to logits.
+
+    Shapes:
+        (B, 3, H, W) float in [0, 1] -> (B, C, ceil(H / s), ceil(W / s)) logits,
+        s = ``output_stride``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.output_stride: int = int(backbone.output_stride)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.backbone(images))
+
+
+def build_network(
+    model_cfg: ModelConfig, heatmap_cfg: HeatmapConfig, num_channels: int
+) -> KeypointNet:
+    """Builds the configured network.
+
+    Reads ``model.backbone``, ``model.width``, ``model.depth``, ``model.pretrained``,
+    ``model.pretrained_path``, ``model.head_prior`` and ``heatmap.stride`` (the output stride).
+
+    Args:
+        model_cfg: The ``model`` config section.
+        heatmap_cfg: The ``heatmap`` config section.
+        num_channels: Keypoint channels (heatmaps) to predict.
+
+    Raises:
+        InputError: See :func:`~kp_platform.models.backbones.build_backbone`.
+    """
+    backbone = build_backbone(model_cfg, heatmap_cfg.stride)
+    head = HeatmapHead(backbone.out_channels, num_channels, prior=model_cfg.head_prior)
+    return KeypointNet(backbone, head)
