@@ -27,11 +27,16 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+DEMO_RUN := demo_runs/demo
+
 demo: install
-	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 200 --image-size 128 --seed 0
-	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 40 --image-size 128 --seed 1
+	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
+	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
 	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
 	$(BIN)/kp data check $(DEMO_DIR)/real/annotations.json --channels configs/channels/demo.yaml
+	rm -rf $(DEMO_RUN)
+	$(BIN)/kp train configs/demo.yaml trainer.run_root=demo_runs trainer.name=demo
+	$(BIN)/kp eval --checkpoint $(DEMO_RUN)/checkpoints/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_RUN)/real_metrics.json
 
 test: install-test
 	$(BIN)/python -m pytest -q
@@ -40,4 +45,4 @@ lint: install-test
 	$(BIN)/ruff check kp_platform tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) demo_runs .pytest_cache

@@ -12,6 +12,9 @@ import pytest
 from PIL import Image
 
 from kp_platform.cli.main import main as kp_main
+from kp_platform.config import apply_overrides, load_config
+from kp_platform.data.synth import generate_dataset
+from kp_platform.training import train
 
 TOWEL = {"id": 1, "name": "towel", "keypoints": ["corner0", "corner1", "grasp"]}
 SHIRT = {"id": 2, "name": "shirt", "keypoints": ["sleeve_left", "sleeve_right", "grasp"]}
@@ -117,3 +120,44 @@ def quokka_coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = root / "annotations.json"
     path.write_text(json.dumps(data))
     return path
+
+
+# --- a tiny synthetic dataset and one trained run, shared by training and inference tests
+
+CHANNELS = "towel.corner0=towel.corner1=towel.corner2=towel.corner3:towel.grasp"
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("synth")
+    return {
+        "train": generate_dataset(root / "train", "synthetic", 24, 32, seed=0, workers=1),
+        "val": generate_dataset(root / "val", "synthetic", 8, 32, seed=1, workers=1),
+    }
+
+
+def tiny_config(synth_data: dict[str, Path], run_root: Path, *overrides: str):
+    """unet_tiny on 32x32 images, wandb offline, no progress bar."""
+    base = [
+        f"data.train={synth_data['train']}",
+        f"data.val={synth_data['val']}",
+        f"data.channels={CHANNELS}",
+        "data.input_size=[32, 32]",
+        "data.batch_size=8",
+        "model.backbone=unet_tiny",
+        "trainer.max_epochs=2",
+        f"trainer.run_root={run_root}",
+        "trainer.progress_bar=false",
+        "trainer.accelerator=cpu",
+        "logging.wandb.mode=offline",
+        # near the head prior, so even a barely trained net detects (non-zero, testable AP)
+        "eval.score_threshold=0.001",
+    ]
+    return apply_overrides(load_config(), base + list(overrides))
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_data, tmp_path_factory):
+    """One finished 2-epoch run (AP every epoch)."""
+    run_root = tmp_path_factory.mktemp("runs")
+    return train(tiny_config(synth_data, run_root, "trainer.name=shared"))

@@ -10,26 +10,31 @@ from typing import Any
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate predictions: AP at L2 pixel-distance thresholds, PCK, distances",
-        description="Evaluate a prediction file (from any model) against a COCO keypoint "
-        "dataset: per channel AP at each L2 distance threshold in original-image pixels, their "
-        "means, PCK and matched-distance statistics. Prediction format: "
-        '[{"image_id": 1, "detections": {"CHANNEL": [[x, y, score], ...]}}, ...].',
+        "eval", help="evaluate: AP at L2 pixel-distance thresholds, PCK, distances",
+        description="Evaluate keypoint detections against a COCO keypoint dataset: per channel "
+        "AP at each L2 distance threshold in original-image pixels, their means, PCK and "
+        "matched-distance statistics. Either a checkpoint on a dataset (--checkpoint, --data: "
+        "the same code as validation during training) or a prediction file from any model "
+        '(--gt, --pred, --channels; format [{"image_id": 1, "detections": '
+        '{"CHANNEL": [[x, y, score], ...]}}, ...]).',
     )
-    parser.add_argument("--gt", required=True, metavar="COCO_JSON", help="ground truth")
-    parser.add_argument("--pred", required=True, metavar="PRED_JSON", help="predictions")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="a trained checkpoint")
+    parser.add_argument("--data", metavar="COCO_JSON", help="dataset for --checkpoint")
+    parser.add_argument("--gt", metavar="COCO_JSON", help="ground truth for --pred")
+    parser.add_argument("--pred", metavar="PRED_JSON", help="a prediction file")
     parser.add_argument(
         "--channels", metavar="CH", default=None,
         help="channel configuration (YAML file or 'a=b:c'); default: one per keypoint type",
     )
     parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=[2.0, 4.0, 8.0], metavar="T",
-        help="distance thresholds in pixels (default: 2 4 8)",
+        "--thresholds", type=float, nargs="+", default=None, metavar="T",
+        help="distance thresholds in pixels (default: 2 4 8, or the checkpoint's)",
     )
     parser.add_argument(
-        "--matching", choices=("first", "nearest"), default="first",
+        "--matching", choices=("first", "nearest"), default=None,
         help="first: a detection takes the first unmatched ground truth within the threshold "
-        "(the seed framework's rule, default); nearest: the nearest one",
+        "(the seed framework's rule, default unless the checkpoint says otherwise); nearest: the "
+        "nearest one",
     )
     parser.add_argument("--visible-only", action="store_true", help="drop occluded (v=1) GT")
     parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
@@ -40,12 +45,26 @@ def run_eval(args: argparse.Namespace) -> int:
     from kp_platform.errors import InputError
     from kp_platform.metrics import evaluate_predictions
 
-    bad = [t for t in args.thresholds if not t > 0]
+    bad = [t for t in args.thresholds or [] if not t > 0]
     if bad:
         raise InputError(f"thresholds must be positive, got {bad}", "--thresholds")
-    metrics = evaluate_predictions(
-        args.gt, args.pred, args.channels, args.thresholds, args.matching, args.visible_only
-    )
+    if args.checkpoint or args.data:
+        if not (args.checkpoint and args.data) or args.gt or args.pred or args.channels:
+            raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
+        from kp_platform.inference import evaluate_checkpoint
+
+        overrides = {"thresholds": args.thresholds, "matching": args.matching}
+        metrics = evaluate_checkpoint(
+            args.checkpoint, args.data,
+            overrides={k: v for k, v in overrides.items() if v is not None},
+        )
+    else:
+        if not (args.gt and args.pred):
+            raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
+        metrics = evaluate_predictions(
+            args.gt, args.pred, args.channels, args.thresholds or [2.0, 4.0, 8.0],
+            args.matching or "first", args.visible_only,
+        )
     print(format_metrics(metrics))
     if args.out:
         out = Path(args.out)

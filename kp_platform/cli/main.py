@@ -15,7 +15,12 @@ from kp_platform import __version__
 from kp_platform.errors import InputError
 
 # Sub-command modules; each defines `add_parser(subparsers)` and sets `func` on its parser.
-COMMAND_MODULES = ("kp_platform.cli.data_commands", "kp_platform.cli.eval_command")
+COMMAND_MODULES = (
+    "kp_platform.cli.data_commands",
+    "kp_platform.cli.train_command",
+    "kp_platform.cli.eval_command",
+    "kp_platform.cli.model_commands",
+)
 
 
 class _Parser(argparse.ArgumentParser):

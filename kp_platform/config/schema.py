@@ -67,7 +67,7 @@ class ModelConfig:
     """The network: a backbone from the registry and a heatmap head."""
 
     backbone: str = "unet"
-    """A registered name (`unet`, `dilated_cnn`, ...) or `timm:<encoder>` (needs the timm extra)."""
+    """A registered name (`unet`, `dilated_cnn`, ...) or `timm:<encoder>` (timm extra)."""
     pretrained: bool = False
     """Download the encoder's pretrained weights (timm encoders; needs internet)."""
     pretrained_path: str | None = None
@@ -160,9 +160,16 @@ class TrainerConfig:
     precision: str = "32-true"
     run_root: str = "runs"
     name: str = "default"
+    """The run directory is `run_root/name` (`name-2`, `name-3`, ... when it exists)."""
+    early_stop_patience: int = 0
+    """Stop after this many epochs without a better `val/loss`; 0 never stops early."""
+    progress_bar: bool = True
 
     def checks(self) -> Checks:
-        return {"max_epochs": (self.max_epochs >= 1, "must be >= 1")}
+        return {
+            "max_epochs": (self.max_epochs >= 1, "must be >= 1"),
+            "early_stop_patience": (self.early_stop_patience >= 0, "must be >= 0"),
+        }
 
 
 @dataclass

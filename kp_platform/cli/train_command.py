@@ -1,0 +1,39 @@
+"""`kp train CONFIG.yaml [key=value ...] [--resume RUN_DIR] [--init-from CKPT]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train one model into a run directory",
+        description="Train a heatmap keypoint detector. The config is built from the defaults, "
+        "CONFIG.yaml, then key=value overrides (e.g. optim.lr=3e-4 trainer.max_epochs=50). "
+        "The run directory (trainer.run_root/trainer.name) receives config.yaml, "
+        "checkpoints/best.ckpt (best val/map), checkpoints/last.ckpt, metrics.json and the "
+        "wandb run (offline unless credentials exist and logging.wandb.mode=online).",
+    )
+    parser.add_argument("config", metavar="CONFIG.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue RUN_DIR from its checkpoints/last.ckpt")
+    parser.add_argument(
+        "--init-from", metavar="CKPT", default=None,
+        help="initialise the weights from a checkpoint path or "
+        "wandb:<entity>/<project>/<name>:<alias>; every hyperparameter still comes from the "
+        "config and overrides",
+    )
+    parser.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kp_platform.config import load_config
+    from kp_platform.training import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume, init_from=args.init_from)
+    best = result.metrics["best"]
+    print(f"run: {result.run_dir}")
+    print(f"best val/map {best['val/map']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")
+    return 0

@@ -1,0 +1,60 @@
+"""The Lightning DataModule: the `data` config section as train/val/test loaders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from kp_platform.data.channels import ChannelMap
+from kp_platform.data.dataset import (
+    DatasetSplits,
+    KeypointDataset,
+    build_datasets,
+    collate_keypoints,
+)
+
+
+class KeypointDataModule(pl.LightningDataModule):
+    """Builds the datasets once (validating every file up front) and serves them in batches.
+
+    Args:
+        data_cfg: The `data` config section.
+        seed: Seeds the training shuffle and the augmentation (not the split).
+    """
+
+    def __init__(self, data_cfg: Any, seed: int = 0) -> None:
+        super().__init__()
+        self.data_cfg = data_cfg
+        self.seed = seed
+        self.splits: DatasetSplits = build_datasets(data_cfg, augment_seed=seed)
+
+    @property
+    def channels(self) -> ChannelMap:
+        return self.splits.channels
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self.splits.train, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.splits.val, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.splits.test is None:
+            raise ValueError("no data.test file is configured")
+        return self._loader(self.splits.test, shuffle=False)
+
+    def _loader(self, dataset: KeypointDataset, shuffle: bool, **kwargs: Any) -> DataLoader:
+        workers = self.data_cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.data_cfg.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=collate_keypoints,
+            **kwargs,
+        )

@@ -1,0 +1,143 @@
+"""Using a trained checkpoint: `Detector` for predictions, `evaluate_checkpoint` for metrics.
+
+Both reuse the validation code: the same resizing, the same decoding on the device, the same
+mapping back to original-image pixels, and (for metrics) the same Lightning validation loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from kp_platform.config import Config
+from kp_platform.data.channels import parse_channels, resolve_channels
+from kp_platform.data.coco import CocoKeypoints
+from kp_platform.data.dataset import KeypointDataset, collate_keypoints
+from kp_platform.data.image_io import read_rgb
+from kp_platform.data.resize import resize_image
+from kp_platform.errors import InputError
+from kp_platform.models.module import KeypointModule
+from kp_platform.training.checkpoints import checkpoint_config, read_checkpoint
+
+
+def load_module(path: str | Path, map_location: str = "cpu") -> KeypointModule:
+    """Rebuilds the KeypointModule of a checkpoint (weights-only loading) in eval mode."""
+    checkpoint = read_checkpoint(path)
+    config, channel_names = checkpoint_config(checkpoint, str(path))
+    module = KeypointModule(config, channel_names)
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.to(map_location).eval()
+
+
+class Detector:
+    """Keypoint detection with a trained model.
+
+    Args:
+        module: A trained KeypointModule (see `from_checkpoint`).
+        device: Where the network runs.
+    """
+
+    def __init__(self, module: KeypointModule, device: str = "cpu") -> None:
+        self.module = module.to(device).eval()
+        self.device = device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Detector:
+        return cls(load_module(path), device)
+
+    @property
+    def config(self) -> Config:
+        return self.module.cfg
+
+    @property
+    def channel_names(self) -> list[str]:
+        return self.module.channel_names
+
+    @torch.no_grad()
+    def predict(
+        self, images: Sequence[np.ndarray | str | Path], batch_size: int = 8
+    ) -> list[dict[str, np.ndarray]]:
+        """Detects keypoints.
+
+        Args:
+            images: File paths or (H, W, 3) uint8 RGB arrays, any sizes.
+            batch_size: Images per forward pass.
+
+        Returns:
+            Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
+            pixels, best first.
+        """
+        data = self.config.data
+        results: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(images), batch_size):
+            tensors, affines = [], []
+            for item in images[start : start + batch_size]:
+                pixels = read_rgb(item) if isinstance(item, (str, Path)) else _as_rgb(item)
+                resized, affine = resize_image(pixels, tuple(data.input_size), data.resize_mode)
+                pixels_chw = torch.from_numpy(np.array(resized)).permute(2, 0, 1)
+                tensors.append(pixels_chw.float() / 255)
+                affines.append(affine.as_array())
+            batch = torch.stack(tensors).to(self.device)
+            detections = self.module.decode(self.module(batch))
+            per_image = detections.to_original(np.stack(affines)).to_lists()
+            results += [dict(zip(self.channel_names, channels, strict=True))
+                        for channels in per_image]
+        return results
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    coco_json: str | Path,
+    batch_size: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metrics of a checkpoint on a COCO dataset, through the Lightning validation loop.
+
+    Args:
+        path: The checkpoint.
+        coco_json: Ground truth; its categories must provide the checkpoint's channels.
+        batch_size: Default: the checkpoint's `data.batch_size`.
+        overrides: Replacement `eval` settings, e.g. {"thresholds": [1, 2]}.
+
+    Returns:
+        The metrics dict (DESIGN.md "Metrics").
+    """
+    module = load_module(path)
+    for key, value in (overrides or {}).items():
+        setattr(module.cfg.eval, key, value)
+    if overrides:
+        module.metric = type(module.metric)(
+            module.channel_names, module.cfg.eval.thresholds, module.cfg.eval.matching
+        )
+    data = module.cfg.data
+    coco = CocoKeypoints.load(coco_json)
+    specs = parse_channels(data.channels, source="checkpoint data.channels")
+    channels = resolve_channels(specs, coco.categories, source=str(coco_json))
+    if list(channels.names) != module.channel_names:
+        raise InputError(f"channels {list(channels.names)} differ from the checkpoint's "
+                         f"{module.channel_names}", str(coco_json))
+    dataset = KeypointDataset(coco, channels, input_size=data.input_size,
+                              resize_mode=data.resize_mode, visible_only=data.visible_only)
+    loader = DataLoader(dataset, batch_size=batch_size or data.batch_size,
+                        collate_fn=collate_keypoints)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*num_workers.*")
+        trainer.validate(module, dataloaders=loader, verbose=False)
+    assert module.last_metrics is not None
+    return module.last_metrics
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"expected an (H, W, 3) uint8 RGB array, got {image.dtype} "
+                         f"{image.shape}", "images")
+    return image

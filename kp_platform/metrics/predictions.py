@@ -1,0 +1,127 @@
+"""Prediction files and offline evaluation against COCO ground truth.
+
+Prediction format (JSON): `[{"image_id": 1, "detections": {"corner": [[x, y, score], ...]}}, ...]`
+in original-image pixels. Ground truth goes through the same channel gathering as training, so a
+checkpoint scores the same offline as in validation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
+from kp_platform.data.coco import CocoKeypoints
+from kp_platform.errors import InputError
+from kp_platform.metrics.average_precision import compute_keypoint_metrics
+
+Detections = dict[int, list[np.ndarray]]
+
+
+def evaluate_predictions(
+    gt: str | Path | CocoKeypoints,
+    predictions: str | Path | list[dict[str, Any]],
+    channels: Any,
+    thresholds: Sequence[float],
+    matching: str = "first",
+    visible_only: bool = False,
+) -> dict[str, Any]:
+    """Scores a prediction file against a COCO keypoint dataset.
+
+    Args:
+        gt: COCO keypoint JSON path or a loaded CocoKeypoints.
+        predictions: Prediction JSON path or the already-loaded list.
+        channels: A ChannelMap, or any channel configuration `parse_channels` accepts.
+        thresholds: L2 distances in original-image pixels.
+        matching: "first" (the seed framework's rule) or "nearest".
+        visible_only: Drop occluded (v=1) ground truth, as `data.visible_only` does.
+
+    Returns:
+        The metrics dict (DESIGN.md "Metrics"): ap, mean_ap, map, pck, distance_px, num_gt,
+        num_images. Images without a prediction entry count as having no detections.
+    """
+    coco = gt if isinstance(gt, CocoKeypoints) else CocoKeypoints.load(gt, check_images=False)
+    if not isinstance(channels, ChannelMap):
+        specs = parse_channels(channels, source=str(channels))
+        channels = resolve_channels(specs, coco.categories, source=str(coco.path))
+    source = str(predictions) if isinstance(predictions, (str, Path)) else "predictions"
+    entries = (
+        read_predictions(predictions) if isinstance(predictions, (str, Path)) else predictions
+    )
+    detections = parse_predictions(entries, coco, channels.names, source)
+    ground_truth, per_image_detections = [], []
+    empty = [np.zeros((0, 3)) for _ in channels.names]
+    for image in coco.images:
+        ground_truth.append(coco.image_keypoints(image.id, channels, visible_only).points)
+        per_image_detections.append(detections.get(image.id, empty))
+    return compute_keypoint_metrics(
+        per_image_detections, ground_truth, list(channels.names), list(thresholds), matching
+    )
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Reads a prediction JSON file (structure is checked by `parse_predictions`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", str(path)
+        ) from None
+
+
+def parse_predictions(
+    entries: Any, coco: CocoKeypoints, channel_names: Sequence[str], source: str
+) -> Detections:
+    """Checks prediction entries and turns them into per-image, per-channel (n, 3) arrays.
+
+    Raises:
+        InputError: not a list of entries, an unknown image id or channel, a repeated image,
+            a detection that is not [x, y, score], NaN or infinite values.
+    """
+    if not isinstance(entries, list):
+        raise InputError("expected a JSON list of {image_id, detections} entries", source)
+    index = {name: c for c, name in enumerate(channel_names)}
+    detections: Detections = {}
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("detections"), dict):
+            raise InputError(f"entry {n}: expected {{image_id, detections: {{...}}}}", source)
+        image_id = entry.get("image_id")
+        if image_id not in coco.image_by_id:
+            raise InputError(f"entry {n}: unknown image id {image_id!r}", source)
+        if image_id in detections:
+            raise InputError(f"image {image_id}: predicted more than once", source)
+        arrays = [np.zeros((0, 3)) for _ in channel_names]
+        for name, points in entry["detections"].items():
+            if name not in index:
+                raise InputError(
+                    f"image {image_id}: unknown channel {name!r}; channels are "
+                    f"{list(channel_names)}",
+                    source,
+                )
+            arrays[index[name]] = _detection_array(points, image_id, name, source)
+        detections[image_id] = arrays
+    return detections
+
+
+def _detection_array(points: Any, image_id: int, channel: str, source: str) -> np.ndarray:
+    where = f"image {image_id}, channel {channel!r}"
+    if not isinstance(points, list):
+        raise InputError(f"{where}: expected a list of [x, y, score]", source)
+    for k, point in enumerate(points):
+        if not isinstance(point, list) or len(point) != 3:
+            raise InputError(f"{where}: detection {k} is not [x, y, score]", source)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point):
+            raise InputError(f"{where}: detection {k} has non-numeric values", source)
+        if not all(math.isfinite(v) for v in point):
+            raise InputError(f"{where}: detection {k} has NaN or infinite values", source)
+    return np.asarray(points, dtype=np.float64).reshape(-1, 3)

@@ -1,0 +1,192 @@
+"""The LightningModule: heatmap targets on the device, losses per channel, AP in validation.
+
+Validation always computes the losses; the keypoint metrics (decode on the device + matching) run
+only on evaluation epochs (`eval.eval_every`, plus the last epoch), and nothing but the detections
+leaves the device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.trainer.states import TrainerFn
+from torch import Tensor
+
+from kp_platform.config import Config, config_from_dict, config_to_dict
+from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps
+from kp_platform.metrics import KeypointAP
+from kp_platform.models.losses import heatmap_loss
+from kp_platform.models.network import KeypointNet, build_network
+
+
+class KeypointModule(pl.LightningModule):
+    """Trains and validates a KeypointNet.
+
+    Args:
+        config: The resolved config as plain data (`config_to_dict`); stored in checkpoints.
+        channel_names: Heatmap channel names, in channel order.
+    """
+
+    def __init__(self, config: dict[str, Any], channel_names: list[str]) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config, "channel_names": list(channel_names)})
+        self.cfg: Config = config_from_dict(config, source="checkpoint config")
+        self.channel_names = list(channel_names)
+        self.network: KeypointNet = build_network(
+            self.cfg.model, self.cfg.heatmap, len(self.channel_names)
+        )
+        self.metric = KeypointAP(
+            self.channel_names, self.cfg.eval.thresholds, self.cfg.eval.matching
+        )
+        self.force_evaluation = False
+        """Set by `train()` to evaluate once more after early stopping ended a run."""
+        self.last_metrics: dict[str, Any] | None = None
+        """The keypoint metrics of the latest evaluation (metrics JSON form)."""
+        self.last_evaluated_epoch = -1
+        self.evaluations = 0
+        self.epochs_trained = 0
+        """Training epochs completed (Lightning's epoch counter stays put when a run stops)."""
+        """How many evaluations ran; callbacks compare it to tell a fresh AP from a stale one."""
+
+    @classmethod
+    def from_config(cls, config: Config, channel_names: list[str]) -> KeypointModule:
+        return cls(config_to_dict(config), channel_names)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """images: (B, 3, H, W) in [0, 1] → logits (B, C, H/s, W/s)."""
+        return self.network(images)
+
+    def targets(self, batch: dict[str, Any]) -> Tensor:
+        """Gaussian heatmaps (B, C, H/s, W/s) drawn on the device from the batch's keypoints."""
+        height, width = batch["image"].shape[-2:]
+        return encode_heatmaps(
+            batch["target_xy"],
+            batch["target_mask"],
+            height,
+            width,
+            self.cfg.heatmap.sigma,
+            self.cfg.heatmap.stride,
+        )
+
+    def decode(self, logits: Tensor) -> Detections:
+        """Detections in input pixels from logits, batched on the device."""
+        return decode_heatmaps(
+            torch.sigmoid(logits.float()),
+            nms_radius=self.cfg.eval.nms_radius,
+            score_threshold=self.cfg.eval.score_threshold,
+            top_k=self.cfg.eval.top_k or None,
+            stride=self.cfg.heatmap.stride,
+        )
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        logits = self(batch["image"])
+        loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}"
+            )
+        self._log_losses("train", loss, per_channel, len(batch["image"]))
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.epochs_trained = self.current_epoch + 1
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self(batch["image"])
+        loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
+        self._log_losses("val", loss, per_channel, len(batch["image"]))
+        if self.evaluating:
+            detections = self.decode(logits).to_original(batch["affine"])
+            self.metric.update(
+                detections.xy,
+                detections.scores,
+                detections.valid,
+                batch["gt_xy"],
+                batch["gt_mask"],
+            )
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.evaluating:
+            return
+        metrics = self.metric.compute()
+        self.metric.reset()
+        self.last_metrics = metrics
+        self.last_evaluated_epoch = self.current_epoch
+        self.evaluations += 1
+        self.force_evaluation = False
+        for name, per_threshold in metrics["ap"].items():
+            for key, value in per_threshold.items():
+                self.log(f"val/ap/{name}/{key}", value)
+        for key, value in metrics["mean_ap"].items():
+            self.log(f"val/mean_ap/{key}", value)
+        self.log("val/map", metrics["map"], prog_bar=True)
+
+    @property
+    def evaluating(self) -> bool:
+        """Whether this validation epoch computes the keypoint metrics."""
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking:
+            return False
+        if self.force_evaluation or trainer.state.fn != TrainerFn.FITTING:
+            return True
+        epoch = self.current_epoch + 1
+        return epoch % self.cfg.eval.eval_every == 0 or epoch >= (trainer.max_epochs or 0)
+
+    def _log_losses(self, stage: str, loss: Tensor, per_channel: Tensor, batch_size: int) -> None:
+        on_step = stage == "train"
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=True,
+            batch_size=batch_size,
+        )
+        for name, value in zip(self.channel_names, per_channel, strict=True):
+            self.log(
+                f"{stage}/loss/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size
+            )
+
+    def configure_optimizers(self) -> Any:
+        optim = self.cfg.optim
+        cls = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+        optimizer = cls(self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
+        max_epochs = self.cfg.trainer.max_epochs
+        warmup = min(optim.warmup_epochs, max_epochs - 1)
+        if optim.schedule == "plateau":
+            # Plateau watches the validation loss, which exists every epoch (AP may not).
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=0.5, patience=3
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/loss"},
+            }
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, _EpochSchedule(optim.schedule, warmup, max_epochs)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+
+class _EpochSchedule:
+    """Learning-rate factor per epoch: linear warm-up, then none / cosine / step decay."""
+
+    def __init__(self, kind: str, warmup: int, max_epochs: int) -> None:
+        self.kind, self.warmup, self.max_epochs = kind, warmup, max_epochs
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return (epoch + 1) / (self.warmup + 1)
+        if self.kind == "cosine":
+            span = max(1, self.max_epochs - self.warmup)
+            return 0.5 * (1 + math.cos(math.pi * (epoch - self.warmup) / span))
+        if self.kind == "step":
+            # Divide by 10 at 2/3 of the run, as common detection recipes do.
+            return 0.1 if epoch >= self.warmup + (2 * (self.max_epochs - self.warmup)) // 3 else 1
+        return 1.0

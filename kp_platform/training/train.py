@@ -1,0 +1,142 @@
+"""`train(config, extra_callbacks)`: the one training path of `kp train` and of every sweep trial.
+
+A run directory holds `config.yaml` (the resolved config), `checkpoints/best.ckpt` (best
+`val/map`), `checkpoints/last.ckpt`, `metrics.json`, `logs/version_N/metrics.csv` and, unless
+wandb is disabled, the wandb run under `wandb/`.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from kp_platform.config import Config, config_to_dict, save_config
+from kp_platform.data.datamodule import KeypointDataModule
+from kp_platform.errors import InputError
+from kp_platform.models.module import KeypointModule
+from kp_platform.training.callbacks import EvaluationCheckpoint
+from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
+from kp_platform.training.wandb_logging import build_wandb_logger, log_model_artifact
+
+
+@dataclass
+class TrainResult:
+    """Where a finished run left its files, and its scores."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    metrics: dict[str, Any]
+
+
+def train(
+    config: Config,
+    extra_callbacks: Sequence[pl.Callback] = (),
+    *,
+    resume: str | Path | None = None,
+    init_from: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    job_type: str = "train",
+) -> TrainResult:
+    """Trains one model.
+
+    Args:
+        config: The resolved config.
+        extra_callbacks: More Lightning callbacks (a sweep trial adds its Tune reporter).
+        resume: A run directory to continue from its `checkpoints/last.ckpt`.
+        init_from: A checkpoint path or `wandb:<entity>/<project>/<name>:<alias>` whose weights
+            initialise the model; every hyperparameter still comes from `config`.
+        run_dir: Write here instead of `trainer.run_root/trainer.name`.
+        job_type: The wandb job type.
+
+    Raises:
+        InputError: bad data, channels, checkpoint or resume directory.
+    """
+    resume_ckpt = None
+    if resume is not None:
+        run_dir = Path(resume)
+        resume_ckpt = run_dir / "checkpoints" / "last.ckpt"
+        if not resume_ckpt.is_file():
+            raise InputError("nothing to resume: no checkpoints/last.ckpt", str(run_dir))
+        read_checkpoint(resume_ckpt)  # fail early and clearly on a bad file
+    run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
+    module = KeypointModule.from_config(config, list(datamodule.channels.names))
+    if init_from is not None and resume is None:
+        loaded = load_init_weights(module, init_from)
+        print(f"initialised {loaded['loaded']} tensors from {init_from} "
+              f"({loaded['skipped']} kept their fresh values)")
+
+    checkpointing = EvaluationCheckpoint(run_dir / "checkpoints")
+    callbacks: list[pl.Callback] = [checkpointing, *extra_callbacks]
+    if config.trainer.early_stop_patience > 0:
+        callbacks.append(pl.callbacks.EarlyStopping(
+            monitor="val/loss", mode="min", patience=config.trainer.early_stop_patience))
+    config_dict = config_to_dict(config)
+    wandb_logger = build_wandb_logger(config.logging.wandb, run_dir, config_dict, job_type)
+    # logs/version_N/metrics.csv: a resumed run adds a version instead of overwriting one.
+    loggers: list[Any] = [pl.loggers.CSVLogger(run_dir, name="logs")]
+    if wandb_logger is not None:
+        loggers.append(wandb_logger)
+
+    trainer = pl.Trainer(
+        max_epochs=config.trainer.max_epochs,
+        accelerator=config.trainer.accelerator,
+        devices=config.trainer.devices,
+        precision=config.trainer.precision,
+        callbacks=callbacks,
+        logger=loggers,
+        default_root_dir=run_dir,
+        enable_checkpointing=False,
+        enable_progress_bar=config.trainer.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        deterministic=False,
+    )
+    with warnings.catch_warnings():
+        # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
+        warnings.filterwarnings("ignore", message=".*(num_workers|number of training batches).*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
+        if module.last_evaluated_epoch < module.epochs_trained - 1:
+            # Early stopping ended the run between evaluations: evaluate the final weights.
+            module.force_evaluation = True
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+
+    best = checkpointing.best_path if checkpointing.best_path.is_file() else None
+    metrics = {
+        "best": {"val/map": checkpointing.best_score, "epoch": checkpointing.best_epoch},
+        "last": module.last_metrics,
+        "epochs": module.epochs_trained,
+        "channels": module.channel_names,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if wandb_logger is not None:
+        if best is not None:
+            log_model_artifact(
+                wandb_logger.experiment, best, name=f"{run_dir.name}-model",
+                metadata={"val/map": checkpointing.best_score, "epoch": checkpointing.best_epoch,
+                          "config": config_dict},
+                aliases=["best", "latest"],
+            )
+        wandb_logger.experiment.finish()
+    return TrainResult(run_dir, best, checkpointing.last_path, metrics)
+
+
+def _new_run_dir(config: Config) -> Path:
+    root = Path(config.trainer.run_root)
+    candidate = root / config.trainer.name
+    suffix = 2
+    while candidate.exists():
+        candidate = root / f"{config.trainer.name}-{suffix}"
+        suffix += 1
+    return candidate

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import yaml
+
+from kp_platform.config import load_config
+from kp_platform.errors import InputError
+from kp_platform.training import read_checkpoint, train
+from tests.conftest import tiny_config
+from tests.wandb_records import offline_runs
+
+
+def _csv_rows(run_dir):
+    rows = []
+    for path in sorted(run_dir.glob("logs/version_*/metrics.csv")):
+        rows += list(csv.DictReader(path.open()))
+    return rows
+
+
+def test_run_directory_contents(trained_run):
+    run_dir = trained_run.run_dir
+    assert run_dir.name == "shared"
+    assert load_config(run_dir / "config.yaml").model.backbone == "unet_tiny"
+    assert trained_run.best_checkpoint == run_dir / "checkpoints" / "best.ckpt"
+    assert trained_run.last_checkpoint.is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2
+    assert set(metrics["last"]["ap"]) == {"towel.corner0=towel.corner1=towel.corner2="
+                                          "towel.corner3", "towel.grasp"}
+    logged = [float(r["val/map"]) for r in _csv_rows(run_dir) if r.get("val/map")]
+    assert metrics["best"]["val/map"] == pytest.approx(max(logged), rel=1e-6)  # logged as float32
+
+
+def test_checkpoint_is_weights_only_and_holds_the_config(trained_run):
+    checkpoint = read_checkpoint(trained_run.best_checkpoint)
+    hparams = checkpoint["hyper_parameters"]
+    assert type(hparams) is dict and hparams["config"]["model"]["backbone"] == "unet_tiny"
+    # plain data only: the YAML safe dumper accepts nothing else
+    yaml.safe_dump(hparams)
+
+
+def test_metric_names_are_the_contract(trained_run):
+    keys = set().union(*(row.keys() for row in _csv_rows(trained_run.run_dir)))
+    corner = "towel.corner0=towel.corner1=towel.corner2=towel.corner3"
+    expected = {"train/loss_epoch", f"train/loss/{corner}", "val/loss", "val/loss/towel.grasp",
+                f"val/ap/{corner}/2", "val/ap/towel.grasp/8", "val/mean_ap/4", "val/map",
+                "epoch"}
+    assert expected <= keys
+
+
+def test_wandb_offline_run_holds_metrics_and_model_artifact(trained_run):
+    (run,) = offline_runs(trained_run.run_dir / "wandb")
+    assert run.job_type == "train" and run.name == "shared"
+    assert run.config["model"]["backbone"] == "unet_tiny"
+    assert len(run.metric("val/map")) == 2  # evaluated at both epochs
+    assert run.metric("val/mean_ap/2")
+    (artifact,) = [a for a in run.artifacts if not a["use"]]
+    assert artifact["type"] == "model" and artifact["name"] == "shared-model"
+    assert sorted(artifact["aliases"]) == ["best", "latest"]
+    assert artifact["metadata"]["val/map"] == json.loads(
+        (trained_run.run_dir / "metrics.json").read_text())["best"]["val/map"]
+    assert artifact["metadata"]["config"]["model"]["backbone"] == "unet_tiny"
+
+
+def test_sparse_evaluation_and_final_epoch(synth_data, tmp_path):
+    result = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3", "eval.eval_every=2",
+                               "logging.wandb.mode=disabled"))
+    epochs = [int(r["epoch"]) for r in _csv_rows(result.run_dir) if r.get("val/map")]
+    assert epochs == [1, 2]  # every 2nd epoch, and always the last
+    assert not (result.run_dir / "wandb").exists()
+
+
+class _StopAfterFirstEpoch(pl.Callback):
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_early_is_still_evaluated(synth_data, tmp_path):
+    config = tiny_config(synth_data, tmp_path, "trainer.max_epochs=6", "eval.eval_every=5",
+                         "logging.wandb.mode=disabled")
+    result = train(config, extra_callbacks=[_StopAfterFirstEpoch()])
+    assert result.metrics["epochs"] == 1
+    assert result.metrics["last"] is not None and result.best_checkpoint is not None
+
+
+def test_resume_continues_the_epoch_count(synth_data, tmp_path):
+    first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1",
+                              "logging.wandb.mode=disabled"))
+    resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3",
+                                "logging.wandb.mode=disabled"), resume=first.run_dir)
+    assert resumed.run_dir == first.run_dir and resumed.metrics["epochs"] == 3
+    epochs = sorted({int(r["epoch"]) for r in _csv_rows(first.run_dir) if r.get("val/loss")})
+    assert epochs == [0, 1, 2]  # epoch 0 from the first run, 1-2 after resuming
+
+
+def test_resume_without_checkpoint_is_an_input_error(synth_data, tmp_path):
+    with pytest.raises(InputError, match="nothing to resume"):
+        train(tiny_config(synth_data, tmp_path), resume=tmp_path / "nowhere")
+
+
+class _CaptureStartWeights(pl.Callback):
+    def on_fit_start(self, trainer, pl_module):
+        self.weights = {k: v.clone() for k, v in pl_module.state_dict().items()}
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_init_from_loads_weights_but_keeps_command_line_hyperparameters(
+    trained_run, synth_data, tmp_path
+):
+    capture = _CaptureStartWeights()
+    config = tiny_config(synth_data, tmp_path, "optim.lr=0.0001", "trainer.max_epochs=1",
+                         "logging.wandb.mode=disabled")
+    result = train(config, extra_callbacks=[capture], init_from=trained_run.best_checkpoint)
+    source = read_checkpoint(trained_run.best_checkpoint)["state_dict"]
+    for key, value in source.items():
+        assert torch.equal(capture.weights[key], value), key
+    assert capture.lr == pytest.approx(1e-4)
+    saved = read_checkpoint(result.last_checkpoint)["hyper_parameters"]["config"]
+    assert saved["optim"]["lr"] == 0.0001
+
+
+def test_nan_loss_fails_the_run(synth_data, tmp_path):
+    config = tiny_config(synth_data, tmp_path, "optim.lr=1e30", "trainer.max_epochs=3",
+                         "logging.wandb.mode=disabled")
+    with pytest.raises(FloatingPointError, match="training loss is nan"):
+        train(config)
+
+
+def test_kp_train_command(synth_data, tmp_path, run_kp):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"model": {"backbone": "unet_tiny"}}))
+    args = [f"{k}={v}" for k, v in {
+        "data.train": synth_data["train"], "data.val": synth_data["val"],
+        "data.input_size": "[32,32]", "trainer.max_epochs": 1, "trainer.run_root": tmp_path,
+        "trainer.progress_bar": "false", "logging.wandb.mode": "disabled"}.items()]
+    code, out, err = run_kp("train", config, *args)
+    assert code == 0, err
+    assert f"run: {tmp_path / 'default'}" in out
+    code, _, err = run_kp("train", config, "optim.lrr=1")
+    assert code == 2 and "did you mean 'optim.lr'" in err
