@@ -22,6 +22,7 @@ from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
+from kp_platform.training.visualize import PredictionImages
 from kp_platform.training.wandb_logging import build_wandb_logger, log_model_artifact
 
 
@@ -88,6 +89,7 @@ def train(
     loggers: list[Any] = [pl.loggers.CSVLogger(run_dir, name="logs")]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
+        callbacks.append(PredictionImages(wandb_logger))
 
     trainer = pl.Trainer(
         max_epochs=config.trainer.max_epochs,
