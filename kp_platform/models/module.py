@@ -16,7 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
-from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps
+from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
 from kp_platform.metrics import KeypointAP
 from kp_platform.models.losses import heatmap_loss
 from kp_platform.models.network import KeypointNet, build_network
@@ -41,6 +41,7 @@ class KeypointModule(pl.LightningModule):
         self.metric = KeypointAP(
             self.channel_names, self.cfg.eval.thresholds, self.cfg.eval.matching
         )
+        self._target_buffer: Tensor | None = None
         self.force_evaluation = False
         """Set by `train()` to evaluate once more after early stopping ended a run."""
         self.last_metrics: dict[str, Any] | None = None
@@ -62,14 +63,20 @@ class KeypointModule(pl.LightningModule):
     def targets(self, batch: dict[str, Any]) -> Tensor:
         """Gaussian heatmaps (B, C, H/s, W/s) drawn on the device from the batch's keypoints."""
         height, width = batch["image"].shape[-2:]
-        return encode_heatmaps(
-            batch["target_xy"],
-            batch["target_mask"],
-            height,
-            width,
-            self.cfg.heatmap.sigma,
-            self.cfg.heatmap.stride,
+        stride = self.cfg.heatmap.stride
+        batch_size, channels = batch["target_mask"].shape[:2]
+        shape = (batch_size, channels, *heatmap_size(height, width, stride))
+        buffer = self._target_buffer
+        if buffer is None or buffer.shape != shape or buffer.device != self.device:
+            buffer = None
+        # Refilling one buffer skips a fresh (B, C, H, W) allocation per step, which on a CPU
+        # costs more than drawing the Gaussians (benchmarks/RESULTS.md). The previous step's
+        # backward pass, the only reader of the old targets, has finished by now.
+        self._target_buffer = encode_heatmaps(
+            batch["target_xy"], batch["target_mask"], height, width,
+            self.cfg.heatmap.sigma, stride, out=buffer,
         )
+        return self._target_buffer
 
     def decode(self, logits: Tensor) -> Detections:
         """Detections in input pixels from logits, batched on the device."""
