@@ -48,9 +48,9 @@ class KeypointModule(pl.LightningModule):
         """The keypoint metrics of the latest evaluation (metrics JSON form)."""
         self.last_evaluated_epoch = -1
         self.evaluations = 0
+        """How many evaluations ran; callbacks compare it to tell a fresh AP from a stale one."""
         self.epochs_trained = 0
         """Training epochs completed (Lightning's epoch counter stays put when a run stops)."""
-        """How many evaluations ran; callbacks compare it to tell a fresh AP from a stale one."""
 
     @classmethod
     def from_config(cls, config: Config, channel_names: list[str]) -> KeypointModule:
@@ -67,7 +67,7 @@ class KeypointModule(pl.LightningModule):
         batch_size, channels = batch["target_mask"].shape[:2]
         shape = (batch_size, channels, *heatmap_size(height, width, stride))
         buffer = self._target_buffer
-        if buffer is None or buffer.shape != shape or buffer.device != self.device:
+        if buffer is None or buffer.shape != shape or buffer.device != batch["image"].device:
             buffer = None
         # Refilling one buffer skips a fresh (B, C, H, W) allocation per step, which on a CPU
         # costs more than drawing the Gaussians (benchmarks/RESULTS.md). The previous step's

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kp_platform.config import apply_overrides, load_config
@@ -27,3 +28,27 @@ def test_targets_reuse_a_buffer_without_leaking_old_keypoints():
     assert torch.equal(second, fresh)
     smaller = module.targets(_batch(2, 2))  # a last, smaller batch gets its own buffer
     assert smaller.shape[0] == 2
+
+
+def test_learning_rate_schedules():
+    from kp_platform.models.module import _EpochSchedule
+
+    cosine = _EpochSchedule("cosine", warmup=2, max_epochs=10)
+    assert [cosine(e) for e in (0, 1)] == [1 / 3, 2 / 3]  # linear warm-up
+    assert cosine(2) == 1.0 and cosine(6) == pytest.approx(0.5) and cosine(9) < 0.05
+    step = _EpochSchedule("step", warmup=0, max_epochs=9)
+    assert [step(e) for e in (0, 5, 6, 8)] == [1, 1, 0.1, 0.1]
+    assert _EpochSchedule("none", 0, 5)(4) == 1.0
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adam", "step"), ("adamw", "plateau")])
+def test_optimizer_choices(optimizer, schedule):
+    config = apply_overrides(load_config(), ["model.backbone=unet_tiny",
+                                             f"optim.optimizer={optimizer}",
+                                             f"optim.schedule={schedule}", "optim.lr=0.02"])
+    setup = KeypointModule.from_config(config, ["a"]).configure_optimizers()
+    expected = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    assert type(setup["optimizer"]) is expected
+    assert setup["optimizer"].param_groups[0]["lr"] == 0.02
+    if schedule == "plateau":
+        assert setup["lr_scheduler"]["monitor"] == "val/loss"
