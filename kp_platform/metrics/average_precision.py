@@ -111,6 +111,27 @@ def _channel_metrics(
     if scores.numel() == 0 or num_gt == 0:
         # No detections, or nothing to detect (every detection is then a false positive).
         return [0.0] * num_thr, [0.0] * num_thr, stats
+    recall, precision, matched = _pr_curve(scores, tp, num_gt, keys)
+    ap = ((recall[:, 1:] - recall[:, :-1]) * precision[:, 1:]).sum(1)
+    return ap.tolist(), [m / num_gt for m in matched.tolist()], stats
+
+
+def _pr_curve(
+    scores: torch.Tensor, tp: torch.Tensor, num_gt: int, keys: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The interpolated precision/recall curve of one channel, per threshold.
+
+    Args:
+        scores: (N,) float64 scores, N >= 1, in pooled (image) order.
+        tp: (N, T) bool true-positive flags.
+        num_gt: N_gt >= 1.
+        keys: Optional (N,) int64 image-order keys, when the pooled order may not follow them.
+
+    Returns:
+        recall, precision: (T, N + 2) float64 with the end points (r 0, p 1) and (r 1, p 0);
+        precision already non-increasing from the right. matched: (T,) true-positive counts.
+    """
+    num_thr = tp.shape[1]
     if keys is not None and scores.numel() > 1 and bool((keys[1:] < keys[:-1]).any()):
         # Images arrived out of id order (KeypointAP with image_ids): restore it first so that
         # the stable score sort breaks ties by image order.
@@ -124,13 +145,10 @@ def _channel_metrics(
     # Non-increasing from the right: a reverse cumulative max.
     precision = torch.flip(torch.cummax(torch.flip(precision, [1]), 1).values, [1])
     recall = cum_tp / num_gt
-    # The curve's end points: (p 1, r 0) first, (p 0, r 1) last; only p[i + 1] enters the sum.
     ones = torch.ones(num_thr, 1, dtype=torch.float64, device=cum_tp.device)
     recall = torch.cat([torch.zeros_like(ones), recall, ones], 1)
-    precision = torch.cat([precision, torch.zeros_like(ones)], 1)
-    ap = ((recall[:, 1:] - recall[:, :-1]) * precision).sum(1)
-    matched = cum_tp[:, -1].tolist()
-    return ap.tolist(), [m / num_gt for m in matched], stats
+    precision = torch.cat([ones, precision, torch.zeros_like(ones)], 1)
+    return recall, precision, cum_tp[:, -1]
 
 
 def _assemble(
@@ -323,6 +341,29 @@ class KeypointAP(Metric):
             channel_names=self.channel_names,
             thresholds=self.thresholds,
         )
+
+    def curves(self) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+        """The interpolated precision/recall curves behind the AP, for plots.
+
+        Returns:
+            channel → threshold key → (recall, precision) float64 arrays including the end
+            points; channels without detections or ground truth are left out.
+        """
+        scores, channels = self._cat("scores", torch.float64), self._cat("channels", torch.int64)
+        keys = self._cat("image_keys", torch.int64)
+        tp = self._cat("tp", torch.bool).view(-1, len(self.thresholds))
+        result: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for c, name in enumerate(self.channel_names):
+            sel = (channels == c).nonzero().squeeze(1)
+            num_gt = int(self.num_gt[c])
+            if sel.numel() == 0 or num_gt == 0:
+                continue
+            recall, precision, _ = _pr_curve(scores[sel], tp[sel], num_gt, keys[sel])
+            result[name] = {
+                threshold_key(t): (recall[i].cpu().numpy(), precision[i].cpu().numpy())
+                for i, t in enumerate(self.thresholds)
+            }
+        return result
 
 
 def compute_keypoint_metrics(

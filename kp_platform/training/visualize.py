@@ -1,7 +1,9 @@
 """Pictures of what the model sees and finds, logged to wandb at each evaluation.
 
-Per image, three panels side by side: the input, the predicted heatmap (max over channels) over
-the input, and the detections (crosses) against the ground truth (circles), one colour per channel.
+`val/predictions`: per image, three panels side by side: the input, the predicted heatmap (max
+over channels) over the input, and the detections (crosses) against the ground truth (circles),
+one colour per channel. `val/pr_curves`: per channel, the precision/recall curve behind the AP at
+each distance threshold.
 """
 
 from __future__ import annotations
@@ -58,6 +60,46 @@ def render_predictions(
     return np.concatenate(rows, axis=0)
 
 
+def render_pr_curves(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], panel: int = 220
+) -> np.ndarray:
+    """One square plot per channel: precision (y) against recall (x), a line per threshold.
+
+    Args:
+        curves: channel → threshold key → (recall, precision), as `KeypointAP.curves()` gives.
+        panel: Side of each channel's plot in pixels.
+
+    Returns:
+        (panel, panel * channels, 3) uint8 RGB (white background).
+    """
+    margin = 28
+    panels = []
+    for name, per_threshold in curves.items():
+        image = np.full((panel, panel, 3), 255, np.uint8)
+        side = panel - 2 * margin
+        cv2.rectangle(image, (margin, margin), (margin + side, margin + side), (0, 0, 0), 1)
+
+        def to_pixel(r: float, p: float, side: int = side) -> tuple[int, int]:
+            return (margin + round(r * side), margin + round((1 - p) * side))
+
+        for i, (key, (recall, precision)) in enumerate(per_threshold.items()):
+            tone = PALETTE[i % len(PALETTE)]
+            # The AP sums p[i + 1] over each recall step (r[i], r[i + 1]]: draw exactly that.
+            points = [to_pixel(recall[0], precision[0])]
+            for i_step in range(len(recall) - 1):
+                height = precision[i_step + 1]
+                points += [to_pixel(recall[i_step], height), to_pixel(recall[i_step + 1], height)]
+            cv2.polylines(image, [np.array(points, np.int32)], False, tone, 1, cv2.LINE_AA)
+            cv2.putText(image, f"{key}px", (margin + 4 + 44 * i, panel - 8),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, tone, 1, cv2.LINE_AA)
+        cv2.putText(image, name[:30], (margin, margin - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(image)
+    if not panels:
+        return np.full((panel, panel, 3), 255, np.uint8)
+    return np.concatenate(panels, axis=1)
+
+
 class PredictionImages(pl.Callback):
     """Logs `val/predictions` (see `render_predictions`) to wandb after each evaluation.
 
@@ -70,6 +112,7 @@ class PredictionImages(pl.Callback):
         self.logger = logger
         self.max_images = max_images
         self._batch: dict[str, Any] | None = None
+        self._curves: dict[str, Any] | None = None
         self._seen_evaluations = 0
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
@@ -77,6 +120,10 @@ class PredictionImages(pl.Callback):
         if batch_idx == 0 and not trainer.sanity_checking:
             self._batch = {k: batch[k][: self.max_images] for k in
                            ("image", "target_xy", "target_mask")}
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        # Runs before the module's own hook, which computes the metric and resets its state.
+        self._curves = pl_module.metric.curves() if pl_module.evaluating else None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if pl_module.evaluations == self._seen_evaluations or self._batch is None:
@@ -93,3 +140,7 @@ class PredictionImages(pl.Callback):
                    "channels: " + ", ".join(pl_module.channel_names))
         self.logger.log_image("val/predictions", [grid], step=trainer.global_step,
                               caption=[caption])
+        if self._curves:
+            plot = render_pr_curves(self._curves)
+            self.logger.log_image("val/pr_curves", [plot], step=trainer.global_step,
+                                  caption=["precision (y) vs recall (x) per distance threshold"])

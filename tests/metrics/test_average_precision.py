@@ -418,3 +418,23 @@ def test_metric_class_on_gpu_equals_cpu() -> None:
             metric.update(*(t.cuda() for t in batch))
         assert_same(metric.compute(),
                     compute_keypoint_metrics(detections, truth, ["a", "b"], [1, 2, 4], matching))
+
+
+def test_curves_are_the_curve_behind_the_ap():
+    metric = KeypointAP(["a", "b"], [1.0, 4.0])
+    # image 0: channel a has 2 GT; detections: a hit (0.9), a miss (0.8), a 2-px-off hit (0.7)
+    det_xy = torch.tensor([[[[0.0, 0.0], [50.0, 50.0], [12.0, 10.0]], [[0.0, 0.0]] * 3]])
+    det_scores = torch.tensor([[[0.9, 0.8, 0.7], [0.0, 0.0, 0.0]]])
+    det_valid = torch.tensor([[[True, True, True], [False, False, False]]])
+    gt_xy = torch.tensor([[[[0.0, 0.0], [10.0, 10.0]], [[5.0, 5.0], [0.0, 0.0]]]])
+    gt_valid = torch.tensor([[[True, True], [True, False]]])
+    metric.update(det_xy, det_scores, det_valid, gt_xy, gt_valid)
+    curves = metric.curves()
+    assert set(curves) == {"a"}  # channel b has no detections
+    recall, precision = curves["a"]["4"]
+    np.testing.assert_allclose(recall, [0, 0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(precision, [1, 1, 2 / 3, 2 / 3, 0])
+    ap = float(((recall[1:] - recall[:-1]) * precision[1:]).sum())
+    assert ap == pytest.approx(metric.compute()["ap"]["a"]["4"])
+    recall, _ = curves["a"]["1"]
+    np.testing.assert_allclose(recall, [0, 0.5, 0.5, 0.5, 1.0])

@@ -60,6 +60,7 @@ def test_wandb_offline_run_holds_metrics_and_model_artifact(trained_run):
     assert len(run.metric("val/map")) == 2  # evaluated at both epochs
     assert run.metric("val/mean_ap/2")
     assert run.metric("val/predictions/_type") == ["images/separated"] * 2  # one per evaluation
+    assert len(run.metric("val/pr_curves/_type")) == 2
     media = trained_run.run_dir / "wandb"
     assert list(media.glob("offline-run-*/files/media/images/val/predictions_*.png"))
     (artifact,) = [a for a in run.artifacts if not a["use"]]

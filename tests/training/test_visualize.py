@@ -20,3 +20,17 @@ def test_grid_layout_and_markers():
     assert points[10, 23].any() and not points[10, 20].any()
     assert points[15, 13].any() and not points[15, 10].any()
     assert not grid[:20, :30].any()  # the black input stays black
+
+
+def test_pr_plot_draws_one_panel_per_channel():
+    import numpy as np
+
+    from kp_platform.training.visualize import render_pr_curves
+
+    curve = (np.array([0.0, 0.5, 1.0, 1.0]), np.array([1.0, 1.0, 0.5, 0.0]))
+    plot = render_pr_curves({"a": {"2": curve}, "b": {"2": curve, "4": curve}}, panel=100)
+    assert plot.shape == (100, 200, 3)
+    # the first segment: precision 1 from recall 0 to 0.5, along the top edge of the axes box
+    margin, side = 28, 100 - 2 * 28
+    assert tuple(plot[margin, margin + side // 4]) != (255, 255, 255)
+    assert render_pr_curves({}).shape[2] == 3
