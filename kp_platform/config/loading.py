@@ -18,6 +18,7 @@ import yaml
 
 from kp_platform.config.schema import Config
 from kp_platform.errors import InputError
+from kp_platform.files import read_text
 
 Overrides = Union[Sequence[str], Mapping[str, Any]]  # noqa: UP007 (a runtime alias on 3.10)
 
@@ -41,11 +42,7 @@ def load_config(path: str | Path | None = None, overrides: Overrides = ()) -> Co
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Reads a YAML mapping with `safe_load`; an empty file is an empty mapping."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
+    text = read_text(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

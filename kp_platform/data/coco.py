@@ -6,7 +6,6 @@ before any training starts.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 
 from kp_platform.data.channels import ChannelMap
 from kp_platform.errors import InputError
+from kp_platform.files import read_json
 
 REQUIRED_KEYS = ("images", "annotations", "categories")
 DROP_REASONS = ("not_labelled", "occluded", "outside_image")
@@ -133,16 +133,7 @@ class CocoKeypoints:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", str(path)
-        ) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError("expected a JSON object at the top level", str(path))
     return data

@@ -7,7 +7,6 @@ checkpoint scores the same offline as in validation.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.errors import InputError
+from kp_platform.files import read_json
 from kp_platform.metrics.average_precision import compute_keypoint_metrics
 
 Detections = dict[int, list[np.ndarray]]
@@ -66,17 +66,7 @@ def evaluate_predictions(
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     """Reads a prediction JSON file (structure is checked by `parse_predictions`)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", str(path)
-        ) from None
+    return read_json(path)
 
 
 def parse_predictions(
