@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--init-from", metavar="CKPT", default=None,
         help="initialise the weights from a checkpoint path or "
         "wandb:<entity>/<project>/<name>:<alias>; every hyperparameter still comes from the "
-        "config and overrides",
+        "config and overrides (the same as model.init_from=CKPT)",
     )
     parser.set_defaults(func=run_train)
 
@@ -31,8 +31,11 @@ def run_train(args: argparse.Namespace) -> int:
     from kp_platform.config import load_config
     from kp_platform.training import train
 
-    config = load_config(args.config, args.overrides)
-    result = train(config, resume=args.resume, init_from=args.init_from)
+    overrides = list(args.overrides)
+    if args.init_from:
+        overrides.append(f"model.init_from={args.init_from}")
+    config = load_config(args.config, overrides)
+    result = train(config, resume=args.resume)
     best = result.metrics["best"]
     print(f"run: {result.run_dir}")
     print(f"best val/map {best['val/map']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")

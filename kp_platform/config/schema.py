@@ -76,6 +76,12 @@ class ModelConfig:
     """Channels of the first stage (from-scratch backbones) or of the decoder (timm)."""
     depth: int = 4
     """Down-sampling stages (unet) or dilated blocks (dilated_cnn)."""
+    init_from: str | None = None
+    """Initialise the weights (only) from a checkpoint path or
+    `wandb:<entity>/<project>/<name>:<alias>`; every other setting still comes from this config."""
+    init_artifact: str | None = None
+    """The wandb artifact `init_from` came from, declared as the run's input for lineage
+    (default for a path: `<run name>-model`, the artifact `kp train` logs)."""
     loss: Literal["bce", "focal", "mse"] = "bce"
     head_prior: float = 0.01
     """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""

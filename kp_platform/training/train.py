@@ -23,7 +23,11 @@ from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
 from kp_platform.training.visualize import PredictionImages
-from kp_platform.training.wandb_logging import build_wandb_logger, log_model_artifact
+from kp_platform.training.wandb_logging import (
+    build_wandb_logger,
+    declare_input_artifact,
+    log_model_artifact,
+)
 
 
 @dataclass
@@ -41,7 +45,6 @@ def train(
     extra_callbacks: Sequence[pl.Callback] = (),
     *,
     resume: str | Path | None = None,
-    init_from: str | Path | None = None,
     run_dir: str | Path | None = None,
     job_type: str = "train",
 ) -> TrainResult:
@@ -51,8 +54,6 @@ def train(
         config: The resolved config.
         extra_callbacks: More Lightning callbacks (a sweep trial adds its Tune reporter).
         resume: A run directory to continue from its `checkpoints/last.ckpt`.
-        init_from: A checkpoint path or `wandb:<entity>/<project>/<name>:<alias>` whose weights
-            initialise the model; every hyperparameter still comes from `config`.
         run_dir: Write here instead of `trainer.run_root/trainer.name`.
         job_type: The wandb job type.
 
@@ -73,7 +74,9 @@ def train(
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
     module = KeypointModule.from_config(config, list(datamodule.channels.names))
-    if init_from is not None and resume is None:
+    init_from = config.model.init_from
+    if init_from and resume is None:
+        # Weights only: the learning rate and every other setting come from `config`.
         loaded = load_init_weights(module, init_from)
         print(f"initialised {loaded['loaded']} tensors from {init_from} "
               f"({loaded['skipped']} kept their fresh values)")
@@ -89,6 +92,8 @@ def train(
     loggers: list[Any] = [pl.loggers.CSVLogger(run_dir, name="logs")]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
+        if init_from and resume is None:
+            declare_input_artifact(wandb_logger.experiment, init_from, config.model.init_artifact)
         callbacks.append(PredictionImages(wandb_logger))
 
     trainer = pl.Trainer(

@@ -81,6 +81,41 @@ def log_model_artifact(
     return artifact
 
 
+def declare_input_artifact(run: Any, init_from: str | Path, name: str | None = None) -> str:
+    """Declares the checkpoint a run starts from as its input artifact (wandb lineage).
+
+    Online, `use_artifact` links it at once. wandb refuses `use_artifact` offline, so an offline
+    run records the reference in its config (`lineage.input_artifact`) for linking after sync.
+
+    Args:
+        run: The wandb run.
+        init_from: `wandb:<entity>/<project>/<name>:<alias>` or a local checkpoint.
+        name: The artifact a local checkpoint was logged as (default `<run name>-model`, what
+            `train()` logs for the run that wrote it).
+
+    Returns:
+        The artifact reference.
+    """
+    text = str(init_from)
+    if text.startswith("wandb:"):
+        reference = text[len("wandb:"):]
+    else:
+        path = Path(text)
+        reference = _artifact_name(name or f"{path.resolve().parent.parent.name}-model")
+    if run.offline:
+        run.config.update({"lineage": {"input_artifact": reference, "init_from": text}},
+                          allow_val_change=True)
+    elif text.startswith("wandb:"):
+        run.use_artifact(reference, type="model")
+    else:
+        import wandb
+
+        artifact = wandb.Artifact(name=reference, type="model")
+        artifact.add_file(text, name=Path(text).name)  # same file, same digest: same version
+        run.use_artifact(artifact)
+    return reference
+
+
 def _artifact_name(name: str) -> str:
     # wandb artifact names allow letters, digits, dashes, underscores and dots.
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)

@@ -119,14 +119,18 @@ def test_init_from_loads_weights_but_keeps_command_line_hyperparameters(
 ):
     capture = _CaptureStartWeights()
     config = tiny_config(synth_data, tmp_path, "optim.lr=0.0001", "trainer.max_epochs=1",
-                         "logging.wandb.mode=disabled")
-    result = train(config, extra_callbacks=[capture], init_from=trained_run.best_checkpoint)
+                         f"model.init_from={trained_run.best_checkpoint}")
+    result = train(config, extra_callbacks=[capture])
     source = read_checkpoint(trained_run.best_checkpoint)["state_dict"]
     for key, value in source.items():
         assert torch.equal(capture.weights[key], value), key
     assert capture.lr == pytest.approx(1e-4)
     saved = read_checkpoint(result.last_checkpoint)["hyper_parameters"]["config"]
     assert saved["optim"]["lr"] == 0.0001
+    # lineage: the offline run names the source run's model artifact as its input
+    (run,) = offline_runs(result.run_dir / "wandb")
+    assert run.config["lineage"] == {"input_artifact": "shared-model",
+                                     "init_from": str(trained_run.best_checkpoint)}
 
 
 def test_nan_loss_fails_the_run(synth_data, tmp_path):
