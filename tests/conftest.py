@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,18 @@ def trained_run(synth_data, tmp_path_factory):
     """One finished 2-epoch run (AP every epoch)."""
     run_root = tmp_path_factory.mktemp("runs")
     return train(tiny_config(synth_data, run_root, "trainer.name=shared"))
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """The one Ray of the test session (2 CPUs, small object store, its own temp dir)."""
+    import ray
+
+    # A short path of its own: Ray's socket paths must stay under 107 characters, and a killed
+    # head's leftovers must not reach other sessions.
+    temp_dir = tempfile.mkdtemp(prefix="kpray-", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
+             _temp_dir=temp_dir, log_to_driver=False)
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SWEEP_HELP = (
+    "Run a hyperparameter sweep: Ray Tune runs the trials (an embedded local Ray unless "
+    "RAY_ADDRESS names a cluster), Optuna's TPE proposes configurations, ASHA stops weak "
+    "trials on the AP evaluations, every trial is a wandb run (job type 'trial', grouped by "
+    "sweep), and the best checkpoint is registered as the wandb artifact <sweep>-best. "
+    "Forms: 'kp sweep SPACE.yaml [key=value ...] [--resume]', 'kp sweep report DIR', "
+    "'kp sweep sync DIR' (each with --help)."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the project's one-line form, exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("sweep", help="run, report on and sync a sweep",
+                                   description=SWEEP_HELP)
+    parser.add_argument("target", metavar="SPACE.yaml|report|sync", nargs="?")
+    # Everything else goes to the form's own parser, which gives each form its own --help.
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target is None:
+        _sweep_parser().error("the following arguments are required: SPACE.yaml")
+    if args.target == "report":
+        return _report(_report_parser().parse_args(args.rest))
+    if args.target == "sync":
+        return _sync(_sync_parser().parse_args(args.rest))
+    return _sweep(_sweep_parser().parse_args([args.target, *args.rest]))
+
+
+def _sweep_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml is validated before anything "
+        "starts (see search_spaces/demo.yaml). A sweep whose experiment folder "
+        "(storage_path/name) already holds a Tune experiment is restored: finished trials are "
+        "kept, interrupted trials continue from their last checkpoint.")
+    parser.add_argument("space", metavar="SPACE.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value",
+        help="a sweep setting (num_samples=4, asha.max_epochs=6, storage_path=DIR) or a base "
+        "config key (data.train=PATH, optim.weight_decay=0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="insist on restoring an existing experiment (an error if none)")
+    return parser
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kp sweep report", description="Print one row per trial of a sweep: id, status "
+        "(completed, stopped (ASHA), errored), sampled values, best val/map and epochs, and "
+        "the Optuna study's verdict; draw val/map against epoch per trial as a PNG.")
+    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    parser.add_argument("--plot", metavar="PNG", default=None,
+                        help="where to write the plot (default: DIR/val_map.png)")
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the rows and curves as JSON")
+    return parser
+
+
+def _sync_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kp sweep sync", description="Upload a sweep's offline wandb runs (every trial "
+        "and the registration run) with `wandb sync`, then link <sweep>-best to the registry "
+        "named by the sweep's wandb.registry. Needs wandb credentials.")
+    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the runs that would be synced, and stop")
+    return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from kp_platform.tune import load_space
+    from kp_platform.tune.registry import register_best
+    from kp_platform.tune.runner import run_sweep
+
+    spec = load_space(args.space, args.overrides)
+    results = run_sweep(spec, resume=args.resume)
+    errored = [r for r in results if r.error is not None]
+    print(f"experiment: {spec.experiment_dir}")
+    print(f"trials: {len(results)} ({len(errored)} errored)")
+    best = register_best(spec, results)
+    if best is None:
+        print(f"no trial reported {spec.metric}")
+        return 1
+    print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
+          f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
+    print(f"report: kp sweep report {spec.experiment_dir}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kp_platform.tune.plot import plot_curves
+    from kp_platform.tune.report import collect_trials, format_table, write_summary
+
+    rows = collect_trials(args.experiment)
+    print(format_table(rows))
+    plot = Path(args.plot) if args.plot else Path(args.experiment) / "val_map.png"
+    plot_curves([(row.trial_id, row.curve) for row in rows], plot)
+    print(f"plot: {plot}")
+    if args.json:
+        write_summary(rows, args.json)
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from kp_platform.tune.registry import sync_experiment
+
+    runs = sync_experiment(args.experiment, dry_run=args.dry_run)
+    verb = "would sync" if args.dry_run else "synced"
+    print(f"{verb} {len(runs)} offline wandb runs")
+    for run_dir in runs:
+        print(f"  {run_dir}")
+    return 0

@@ -1,0 +1,231 @@
+"""Runs a sweep: Ray (embedded or a cluster), the Tuner, restoring an interrupted experiment."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kp_platform.config import config_to_dict
+from kp_platform.errors import InputError
+from kp_platform.tune.parameters import SpaceSampler
+from kp_platform.tune.space import SweepSpec
+
+SPACE_COPY = "space.yaml"
+"""The resolved sweep settings, kept in the experiment folder to refuse a mismatched resume."""
+
+
+def init_ray(spec: SweepSpec) -> None:
+    """Starts an embedded local Ray unless one is running or `RAY_ADDRESS` names a cluster."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()  # inside `ray job submit`: passing resources here raises
+        return
+    ray.init(num_cpus=spec.ray.num_cpus or os.cpu_count(), include_dashboard=False,
+             object_store_memory=spec.ray.object_store_mb * 1024 * 1024)
+
+
+def check_resources(spec: SweepSpec) -> None:
+    """Refuses a per-trial request that no alive node can hold (Tune would wait forever)."""
+    import ray
+
+    if not spec.resources.check_cluster:
+        return
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(all(res.get(k, 0.0) >= v for k, v in need.items() if v) for res in nodes):
+        return
+    have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    raise InputError(
+        f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU "
+        f"but no node of the Ray cluster has that (cluster: {have}); lower the request, or set "
+        "resources.check_cluster=false on an autoscaling cluster", str(spec.path))
+
+
+def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
+    """Runs (or restores and finishes) the sweep; returns Tune's ResultGrid.
+
+    An experiment folder that Tune can restore is always restored: finished trials are kept,
+    interrupted ones continue from their last checkpoint.
+
+    Args:
+        spec: The validated search space.
+        resume: Insist on restoring (an error when there is nothing to restore).
+    """
+    from ray import tune
+
+    init_ray(spec)
+    check_resources(spec)
+    # Snapshot the experiment often: a trial started after the last snapshot is lost (and
+    # re-suggested) when the driver dies, and trials are far longer than a snapshot.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # ...and each reported checkpoint forces one anyway; Tune would warn about that every time.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    experiment = spec.experiment_dir
+    location = _tune_path(spec)
+    trainable = build_trainable(spec)
+    if tune.Tuner.can_restore(location):
+        _check_same_sweep(spec, experiment)
+        tuner = tune.Tuner.restore(location, trainable, resume_errored=True)
+    elif resume:
+        raise InputError("nothing to resume: no Tune experiment here", location)
+    else:
+        if experiment.exists() and any(experiment.iterdir()):
+            raise InputError("the experiment folder exists but Tune cannot restore it; "
+                             "choose another name or storage_path", str(experiment))
+        experiment.mkdir(parents=True, exist_ok=True)
+        (experiment / SPACE_COPY).write_text(_settings_text(spec))
+        tuner = build_tuner(spec, trainable)
+    results = tuner.fit()
+    tidy_orphans(spec, results)
+    return results
+
+
+def build_trainable(spec: SweepSpec) -> Any:
+    """The trainable with its base config bound and its per-trial resources."""
+    from ray import tune
+
+    from kp_platform.tune.lifecycle import graceful
+    from kp_platform.tune.trainable import run_trial
+
+    experiment = None if spec.remote_storage else str(spec.experiment_dir)
+    bound = graceful(tune.with_parameters(run_trial, base=config_to_dict(spec.base),
+                                          experiment_dir=experiment))
+    return tune.with_resources(bound, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
+    """The Tuner: Optuna (PRUNED-aware) proposes, ASHA stops on evaluation epochs."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    from kp_platform.tune.lifecycle import WaitForStoppingTrials
+
+    search = build_searcher(spec)
+    scheduler = ASHAScheduler(
+        time_attr="epoch",
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+        max_t=spec.asha.max_epochs,
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode=spec.mode,
+            search_alg=search,
+            scheduler=scheduler,
+            num_samples=spec.num_samples,
+            # TPE proposing many configurations blind wastes its model.
+            max_concurrent_trials=spec.max_concurrent,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=_storage_root(spec),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=2,  # Tune also keeps the latest, for resuming
+                checkpoint_score_attribute=spec.metric,
+                checkpoint_score_order=spec.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            callbacks=[] if spec.remote_storage else [WaitForStoppingTrials()],
+            # With remote storage the run directories live in Tune's trial folders.
+            sync_config=tune.SyncConfig(sync_artifacts=spec.remote_storage),
+            verbose=1,
+        ),
+    )
+
+
+def build_searcher(spec: SweepSpec) -> Any:
+    """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
+    import optuna
+
+    from kp_platform.tune.searcher import PrunedAwareOptunaSearch
+
+    url = spec.search.storage or f"sqlite:///{spec.experiment_dir / 'optuna.db'}"
+    sampler = optuna.samplers.TPESampler(seed=spec.search.seed,
+                                         n_startup_trials=spec.search.startup_trials)
+    return PrunedAwareOptunaSearch(
+        max_epochs=spec.asha.max_epochs,
+        space=SpaceSampler(spec.parameters),
+        metric=spec.metric,
+        mode=spec.mode,
+        points_to_evaluate=spec.points_to_evaluate() or None,
+        sampler=sampler,
+        study_name=spec.name,
+        storage=optuna.storages.RDBStorage(url),
+    )
+
+
+def trial_name(trial: Any) -> str:
+    """Short, stable trial names and folder names, `trial_<id>`."""
+    from kp_platform.tune.trainable import trial_dir_name
+
+    return trial_dir_name(trial.trial_id)
+
+
+def tidy_orphans(spec: SweepSpec, results: Any) -> list[Path]:
+    """Moves trial folders Tune forgot (started after the last snapshot of a killed driver).
+
+    Returns:
+        The folders moved to `<experiment>/orphans/`.
+    """
+    if spec.remote_storage:
+        return []
+    known = {Path(r.path).name for r in results}
+    moved = []
+    for folder in sorted(spec.experiment_dir.glob("trial_*")):
+        if folder.is_dir() and folder.name not in known:
+            target = spec.experiment_dir / "orphans" / folder.name
+            target.parent.mkdir(exist_ok=True)
+            shutil.move(str(folder), str(target))
+            moved.append(target)
+    _fail_orphan_study_trials(spec, {r.metrics.get("trial_id") for r in results})
+    return moved
+
+
+def _fail_orphan_study_trials(spec: SweepSpec, tune_ids: set[Any]) -> None:
+    """Marks Optuna trials left RUNNING by a killed driver as FAIL, so TPE ignores them."""
+    import optuna
+
+    url = spec.search.storage or f"sqlite:///{spec.experiment_dir / 'optuna.db'}"
+    study = optuna.load_study(study_name=spec.name, storage=url)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get("tune_trial_id") not in tune_ids:
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def _tune_path(spec: SweepSpec) -> str:
+    return f"{spec.storage_path.rstrip('/')}/{spec.name}" if spec.remote_storage else str(
+        spec.experiment_dir)
+
+
+def _storage_root(spec: SweepSpec) -> str:
+    return spec.storage_path if spec.remote_storage else str(spec.experiment_dir.parent)
+
+
+def _settings_text(spec: SweepSpec) -> str:
+    data = {
+        "name": spec.name,
+        "base": config_to_dict(spec.base),
+        "space": [{"key": p.key, "kind": p.kind, "values": list(p.values),
+                   "when": {k: list(v) for k, v in p.when}} for p in spec.parameters],
+        "metric": spec.metric, "mode": spec.mode,
+        "asha": vars(spec.asha), "eval_every": spec.eval_every,
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _check_same_sweep(spec: SweepSpec, experiment: Path) -> None:
+    saved = experiment / SPACE_COPY
+    if saved.is_file() and saved.read_text() != _settings_text(spec):
+        raise InputError("this experiment was started with another search space, base config "
+                         "or ASHA settings; use another name or storage_path", str(experiment))

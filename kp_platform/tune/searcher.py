@@ -1,0 +1,52 @@
+"""OptunaSearch that tells the study the truth about trials ASHA stopped early."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.tune.search.optuna import OptunaSearch
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """Records trials stopped before `max_epochs` as PRUNED, with their intermediate values.
+
+    Stock OptunaSearch tells Optuna COMPLETE with the truncated AP of a trial ASHA stopped, so
+    TPE takes "AP after 2 epochs" for a final score. Optuna records PRUNED when the final
+    result lacks the metric, so the metric is withheld for such trials. Intermediate values are
+    keyed by epoch (not Tune's report count), the same axis as ASHA's rungs.
+
+    Args:
+        max_epochs: A trial that reports this many epochs completed normally.
+        **kwargs: As for `OptunaSearch`.
+    """
+
+    def __init__(self, *, max_epochs: int, **kwargs: Any) -> None:
+        self.max_epochs = max_epochs
+        self._reported: dict[str, set[int]] = {}
+        super().__init__(**kwargs)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            # Lets the report (and anyone reading the study) join Optuna and Tune trials.
+            self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or self.metric not in result:
+            return
+        epoch = int(result["epoch"])
+        if epoch not in self._reported.setdefault(trial_id, set()):
+            self._reported[trial_id].add(epoch)
+            self._ot_trials[trial_id].report(result[self.metric], epoch)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if error:
+            result = None  # FAIL, never COMPLETE with whatever the last report said
+        elif result is not None:
+            # Tune hands a trial's final report to `on_trial_complete` only.
+            self.on_trial_result(trial_id, result)
+        if result is not None and int(result.get("epoch", 0)) < self.max_epochs:
+            result = {k: v for k, v in result.items() if k != self.metric}
+        super().on_trial_complete(trial_id, result, error)

@@ -1,0 +1,135 @@
+"""The typed sections of a search-space file (`search`, `asha`, `resources`, `wandb`, `ray`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from kp_platform.errors import InputError
+
+T = TypeVar("T")
+
+
+@dataclass
+class SearchSettings:
+    """Optuna's TPE search."""
+
+    seed: int = 0
+    startup_trials: int = 10
+    """Random trials before TPE models the results."""
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    """Parameter values to try first (after the base config's, see `evaluate_base`)."""
+    evaluate_base: bool = True
+    """The base config's own values are the first trial."""
+    storage: str | None = None
+    """An RDB URL for the study; empty: SQLite `optuna.db` in the experiment folder."""
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {"startup_trials": (self.startup_trials >= 0, "must be >= 0")}
+
+
+@dataclass
+class AshaSettings:
+    """ASHA on evaluation epochs: rungs at grace_period * reduction_factor**k epochs."""
+
+    grace_period: int = 2
+    reduction_factor: int = 2
+    max_epochs: int = 10
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "grace_period": (self.grace_period >= 1, "must be >= 1"),
+            "reduction_factor": (self.reduction_factor >= 2, "must be an integer >= 2"),
+            "max_epochs": (self.max_epochs >= 1, "must be >= 1"),
+        }
+
+
+@dataclass
+class Resources:
+    """What one trial asks of the Ray cluster (fractions allowed)."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+    check_cluster: bool = True
+    """Refuse a request no node of the running cluster can hold (it would stay PENDING forever).
+    Turn off on an autoscaling cluster whose GPU nodes are not up yet."""
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {"cpu": (self.cpu > 0, "must be > 0"), "gpu": (self.gpu >= 0, "must be >= 0")}
+
+
+@dataclass
+class WandbSettings:
+    """One wandb run per trial (job type `trial`) plus the registration run."""
+
+    project: str | None = None
+    """Default: the base config's `logging.wandb.project`."""
+    group: str | None = None
+    """Default: the sweep's name."""
+    mode: str | None = None
+    """offline, online or disabled; default: the base config's `logging.wandb.mode`."""
+    entity: str | None = None
+    registry: str | None = None
+    """Where `kp sweep sync` links the best model when online, e.g. `wandb-registry-model/kp`."""
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {"mode": (self.mode in (None, "offline", "online", "disabled"),
+                         "must be offline, online or disabled")}
+
+
+@dataclass
+class RaySettings:
+    """The embedded local Ray (ignored when `RAY_ADDRESS` names a cluster)."""
+
+    num_cpus: int | None = None
+    """Default: every core of this machine."""
+    object_store_mb: int = 512
+
+
+def read_section(cls: type[T], data: Any, name: str, source: str) -> T:
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise InputError(f"{name} must be a mapping", source)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    values = {}
+    for key, value in data.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
+            raise InputError(f"unknown key '{name}.{key}'{hint}", source)
+        values[key] = _coerce(value, hints[key], f"{name}.{key}", source)
+    section = cls(**values)
+    for key, (ok, message) in getattr(section, "checks", dict)().items():
+        if not ok:
+            raise InputError(f"{name}.{key} {message} (got {getattr(section, key)!r})", source)
+    return section
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    arms = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, _UnionType) else (tp,)
+    if value is None and type(None) in arms:
+        return None
+    for arm in arms:
+        origin = typing.get_origin(arm) or arm
+        if arm is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)  # YAML 1.1 reads `1e-4` as a string
+            except ValueError:
+                continue
+        if arm is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if arm in (bool, str) and type(value) is arm:
+            return value
+        if origin in (list, dict) and isinstance(value, origin):
+            return value
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in arms if a is not type(None))
+    raise InputError(f"{key}: expected {names}, got {value!r}", source)
+
+
+_UnionType = type(int | None)

@@ -1,0 +1,61 @@
+"""The trainable: a trial's sampled values over the base config, then the one `train()`."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from kp_platform.config import apply_overrides, config_from_dict
+from kp_platform.training import train
+from kp_platform.tune.lifecycle import TRIAL_DONE
+from kp_platform.tune.reporting import CHECKPOINT_FILE, TuneReportCallback
+
+
+def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
+              experiment_dir: str | None = None) -> None:
+    """Trains one trial; Tune calls it with the sampled `{"optim.lr": ..., ...}`.
+
+    Args:
+        trial_values: Dotted config keys and their sampled values (what Optuna proposed).
+        base: The sweep's base config as plain data (`config_to_dict`).
+        experiment_dir: The local (or shared) experiment folder: the run directory is the
+            trial's folder there. None (remote storage): Tune's local trial folder, synced up.
+    """
+    from ray import tune
+
+    # The same override path as `kp train key=value`, so a sampled value means the same thing.
+    config = apply_overrides(config_from_dict(base, source="sweep base"), trial_values)
+    context = tune.get_context()
+    # Tune's own trial folder is a staging copy, synced to storage now and then; writing to the
+    # experiment's folder keeps one run directory across retries and restores.
+    run_dir = (Path(experiment_dir) / trial_dir_name(context.get_trial_id()) if experiment_dir
+               else Path(context.get_trial_dir()))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume = _restore_checkpoint(tune.get_checkpoint(), run_dir)
+    (run_dir / TRIAL_DONE).unlink(missing_ok=True)
+    try:
+        train(config, [TuneReportCallback()], resume=resume, run_dir=run_dir, job_type="trial")
+    finally:
+        if "wandb" in sys.modules:
+            # Before Ray ends this worker and, with it, wandb's service process.
+            sys.modules["wandb"].teardown()
+        (run_dir / TRIAL_DONE).touch()
+
+
+def trial_dir_name(trial_id: str) -> str:
+    """A trial's folder in the experiment (Tune's default embeds every sampled value)."""
+    return f"trial_{trial_id}"
+
+
+def _restore_checkpoint(checkpoint: Any, run_dir: Path) -> Path | None:
+    """Lays Tune's checkpoint out as `run_dir/checkpoints/last.ckpt`, where `train` resumes."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        target = run_dir / CHECKPOINT_FILE
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Tune's checkpoint, not a newer local last.ckpt: Tune's results end where it ends.
+        shutil.copyfile(Path(folder) / CHECKPOINT_FILE, target)
+    return run_dir

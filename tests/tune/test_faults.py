@@ -1,0 +1,146 @@
+"""Faults: a trial that crashes is retried from its checkpoint; a killed driver is resumed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from kp_platform.config import config_to_dict
+from kp_platform.tune import load_space
+from kp_platform.tune.lifecycle import graceful
+from kp_platform.tune.report import collect_trials
+from kp_platform.tune.runner import build_tuner
+from tests.tune.conftest import space_data, write_space
+from tests.tune.helpers import crash_once_trial
+
+REPO = Path(__file__).resolve().parents[2]
+EPOCHS = 8  # per trial in the kill test: a wide window to interrupt the second trial in
+
+
+def _epochs_logged(trial_dir: Path) -> list[list[int]]:
+    """Per Lightning log version (one per attempt that got to write one): its epochs."""
+    versions = []
+    for path in sorted(trial_dir.glob("logs/version_*/metrics.csv")):
+        versions.append(sorted({int(row["epoch"]) for row in csv.DictReader(path.open())}))
+    return versions
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    results = []
+    for line in (trial_dir / "result.json").read_text().splitlines():
+        try:
+            results.append(json.loads(line))
+        except json.JSONDecodeError:  # a line still being written
+            break
+    return results
+
+
+def _reported_epochs(trial_dir: Path) -> list[int]:
+    return [result["epoch"] for result in _results(trial_dir)]
+
+
+def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, tmp_path):
+    from ray import tune
+
+    data = space_data(synth_data, tmp_path / "sweeps", name="retry", num_samples=1,
+                      max_failures=1, eval_every=1,
+                      asha={"grace_period": 4, "reduction_factor": 2, "max_epochs": 4})
+    spec = load_space(write_space(tmp_path / "retry.yaml", data))
+    marker = tmp_path / "crashed"
+    trainable = tune.with_resources(graceful(
+        tune.with_parameters(crash_once_trial, base=config_to_dict(spec.base),
+                             marker=str(marker), crash_epoch=2,
+                             experiment_dir=str(spec.experiment_dir))), {"cpu": 1})
+    spec.experiment_dir.mkdir(parents=True)
+    (result,) = build_tuner(spec, trainable).fit()
+    assert marker.read_text() == "2"  # the first attempt died after reporting epoch 2
+    assert result.error is None and result.metrics["epoch"] == 4
+    trial_dir = Path(result.path)
+    # the second attempt started from the epoch-2 checkpoint and carried on counting
+    assert _reported_epochs(trial_dir) == [1, 2, 3, 4]
+    assert _epochs_logged(trial_dir) == [[0, 1], [2, 3]]
+
+
+@pytest.fixture
+def ray_tmp():
+    folder = tempfile.mkdtemp(prefix="kpray-", dir="/tmp")  # short: Ray's socket paths
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
+    data = space_data(synth_data, tmp_path / "sweeps", name="kill", num_samples=2,
+                      max_concurrent=1, eval_every=1,
+                      asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS})
+    space = write_space(tmp_path / "kill.yaml", data)
+    experiment = tmp_path / "sweeps" / "kill"
+    kp = [str(Path(sys.executable).parent / "kp"), "sweep", str(space)]
+    # The driver runs its own embedded Ray, in a temp dir of its own (a killed head's leftovers
+    # must not reach the test session's Ray).
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    log = (tmp_path / "first.log").open("w")
+    driver = subprocess.Popen(kp, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        interrupted = _wait_for_second_trial_mid_run(experiment, driver)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        _kill_group(driver.pid)
+    second = subprocess.run(kp, cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=400, check=False)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+
+    rows = collect_trials(experiment)
+    assert [r.status for r in rows] == ["completed", "completed"]
+    assert all(r.epochs == EPOCHS for r in rows)
+    assert sorted(p.name for p in experiment.glob("trial_*")) == sorted(
+        f"trial_{r.trial_id}" for r in rows)
+    assert not (experiment / "orphans").exists()
+    # the interrupted trial continued from its last checkpoint instead of starting over
+    results = _results(experiment / interrupted)
+    assert sorted({r["epoch"] for r in results}) == list(range(1, EPOCHS + 1))
+    restarts = [r for r in results[1:] if r["iterations_since_restore"] == 1]
+    assert len(restarts) == 1 and restarts[0]["epoch"] > 1
+    assert _epochs_logged(experiment / interrupted)[-1][0] > 0  # Lightning resumed, too
+    study = optuna.load_study(study_name="kill",
+                              storage=f"sqlite:///{experiment / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+
+
+def _wait_for_second_trial_mid_run(experiment: Path, driver: subprocess.Popen) -> str:
+    """Waits until one trial has finished and the next has checkpointed but not finished.
+
+    Returns:
+        The second trial's folder name.
+    """
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the sweep ended before it could be interrupted"
+        trials = [p for p in experiment.glob("trial_*") if (p / "result.json").is_file()]
+        counts = {p.name: len(_reported_epochs(p)) for p in trials}
+        # 3+ reports: the trial's checkpoints have forced an experiment snapshot that holds it
+        if (len(counts) == 2 and 3 <= min(counts.values()) < EPOCHS
+                and EPOCHS in counts.values()):
+            return min(counts, key=counts.get)
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the second trial")
+
+
+def _kill_group(pid: int) -> None:
+    """Ends whatever the killed driver's session left behind (its Ray, if fate-sharing failed)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

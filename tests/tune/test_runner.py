@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+
+from kp_platform.errors import InputError
+from kp_platform.tune import load_space
+from kp_platform.tune.runner import (
+    SPACE_COPY,
+    _check_same_sweep,
+    _settings_text,
+    build_searcher,
+    tidy_orphans,
+)
+from tests.tune.conftest import space_data, write_space
+
+
+def _space(tmp_path, **settings):
+    return write_space(tmp_path / "space.yaml", space_data(None, tmp_path / "sweeps", **settings))
+
+
+def test_gpu_request_on_a_gpu_less_cluster_is_refused(ray_session, tmp_path, run_kp):
+    path = _space(tmp_path, resources={"cpu": 1, "gpu": 1})
+    code, _, err = run_kp("sweep", path)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 1 GPU but no "
+                          "node of the Ray cluster has that")
+    assert not (tmp_path / "sweeps").exists()  # refused before Tune started (no PENDING trial)
+
+
+def test_fractional_request_that_fits_is_accepted_and_more_cpus_than_a_node_is_not(
+        ray_session, tmp_path, run_kp):
+    code, _, err = run_kp("sweep", _space(tmp_path, resources={"cpu": 8}))
+    assert code == 2 and "asks for 8 CPU and 0 GPU" in err
+    # 0.5 CPU fits; --resume then finds nothing to resume, which is the next check
+    code, _, err = run_kp("sweep", _space(tmp_path, resources={"cpu": 0.5}), "--resume")
+    assert code == 2 and "nothing to resume: no Tune experiment here" in err
+
+
+def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, tmp_path,
+                                                                     run_kp):
+    path = _space(tmp_path)
+    stray = tmp_path / "sweeps" / "t" / "notes.txt"
+    stray.parent.mkdir(parents=True)
+    stray.write_text("mine")
+    code, _, err = run_kp("sweep", path)
+    assert code == 2 and "the experiment folder exists but Tune cannot restore it" in err
+    assert stray.read_text() == "mine"
+
+
+def test_orphans_are_moved_and_their_study_trials_failed(tmp_path):
+    spec = load_space(_space(tmp_path))
+    spec.experiment_dir.mkdir(parents=True)
+    (spec.experiment_dir / SPACE_COPY).write_text(yaml.safe_dump({"name": "t"}))
+    searcher = build_searcher(spec)
+    searcher.suggest("kept")
+    searcher.suggest("lost")  # suggested after the driver's last snapshot, then the driver died
+    for trial_id in ("kept", "lost"):
+        (spec.experiment_dir / f"trial_{trial_id}").mkdir()
+    searcher.on_trial_complete("kept", {"val/map": 0.5, "epoch": spec.asha.max_epochs})
+    kept = SimpleNamespace(path=str(spec.experiment_dir / "trial_kept"),
+                           metrics={"trial_id": "kept"})
+    moved = tidy_orphans(spec, [kept])
+    assert moved == [spec.experiment_dir / "orphans" / "trial_lost"]
+    assert (spec.experiment_dir / "trial_kept").is_dir()
+    study = optuna.load_study(study_name="t",
+                              storage=f"sqlite:///{spec.experiment_dir / 'optuna.db'}")
+    states = {t.user_attrs["tune_trial_id"]: t.state.name for t in study.trials}
+    assert states == {"kept": "COMPLETE", "lost": "FAIL"}
+
+
+@pytest.mark.parametrize("change", ["space", "asha"])
+def test_resuming_with_another_space_is_refused(tmp_path, change):
+    spec = load_space(_space(tmp_path))
+    spec.experiment_dir.mkdir(parents=True)
+    (spec.experiment_dir / SPACE_COPY).write_text(_settings_text(spec))
+    _check_same_sweep(spec, spec.experiment_dir)  # same file: fine
+    other = {"space": {"space": {"optim.lr": {"loguniform": [1.0e-4, 1.0e-2]}}},
+             "asha": {"asha": {"grace_period": 2, "reduction_factor": 2, "max_epochs": 4}}}
+    spec2 = load_space(_space(tmp_path, **other[change]))
+    with pytest.raises(InputError, match="started with another search space"):
+        _check_same_sweep(spec2, spec.experiment_dir)

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from kp_platform.tune.parameters import Parameter, SpaceSampler
+from kp_platform.tune.searcher import PrunedAwareOptunaSearch
+
+
+@pytest.fixture
+def search(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = PrunedAwareOptunaSearch(
+        max_epochs=4, space=SpaceSampler([Parameter("optim.lr", "loguniform", (1e-4, 1e-2))]),
+        metric="val/map", mode="max", study_name="s", storage=storage, seed=0)
+    return searcher, tmp_path / "optuna.db"
+
+
+def _run(searcher, trial_id, epochs, error=False):
+    config = searcher.suggest(trial_id)
+    assert 1e-4 <= config["optim.lr"] <= 1e-2
+    results = [{"val/map": e / 10, "epoch": e, "training_iteration": 99} for e in epochs]
+    for result in results[:-1]:
+        searcher.on_trial_result(trial_id, result)
+    # as Tune does: the final result goes to on_trial_complete only (errors bring none)
+    if error:
+        searcher.on_trial_result(trial_id, results[-1])
+    searcher.on_trial_complete(trial_id, None if error else results[-1], error=error)
+
+
+def test_stopped_trials_are_pruned_finished_complete_crashed_fail(search):
+    searcher, database = search
+    _run(searcher, "full", [2, 4])
+    _run(searcher, "stopped", [2])
+    _run(searcher, "crashed", [2], error=True)
+    # read back from the SQLite file, as a later process would
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{database}")
+    trials = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert trials["full"].state.name == "COMPLETE" and trials["full"].value == 0.4
+    # Optuna keeps a pruned trial's last intermediate value; TPE ranks PRUNED apart from COMPLETE
+    assert trials["stopped"].state.name == "PRUNED"
+    assert trials["crashed"].state.name == "FAIL"
+    # intermediate values are keyed by epoch, ASHA's axis, not Tune's report count
+    assert trials["full"].intermediate_values == {2: 0.2, 4: 0.4}
+    assert trials["stopped"].intermediate_values == {2: 0.2}

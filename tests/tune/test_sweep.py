@@ -1,0 +1,166 @@
+"""One real sweep (embedded Ray, Optuna, ASHA, wandb offline), read back from every angle."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import optuna
+import pytest
+
+from kp_platform.cli.main import main as kp_main
+from kp_platform.config import load_config
+from kp_platform.training import read_checkpoint
+from kp_platform.tune.report import collect_trials
+from kp_platform.tune.space import config_value
+from tests.tune.conftest import space_data, write_space
+from tests.wandb_records import offline_runs
+
+# eval.score_threshold=0.99 leaves no detection (AP exactly 0), so ASHA must stop those trials
+# once the base trial (AP > 0) has reached the rung; weight_decay=1e30 makes the loss NaN.
+ZERO_AP = {"eval.score_threshold": 0.99, "optim.weight_decay": 1.0e-4}
+NAN = {"eval.score_threshold": 0.99, "optim.weight_decay": 1.0e30}
+SPACE = {
+    "optim.lr": {"loguniform": [1.0e-3, 1.0e-2]},
+    "eval.score_threshold": {"choice": [0.001, 0.99]},
+    "optim.weight_decay": {"choice": [1.0e-4, 1.0e30]},
+    "heatmap.sigma": {"uniform": [1.5, 3.0], "when": {"eval.score_threshold": 0.001}},
+}
+BASE_POINT = {"optim.lr": 1.0e-3, "eval.score_threshold": 0.001, "optim.weight_decay": 1.0e-4,
+              "heatmap.sigma": 2.0}
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_session, synth_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    data = space_data(
+        synth_data, root / "sweeps", name="main", space=SPACE,
+        search={"seed": 0, "points_to_evaluate": [ZERO_AP, NAN, ZERO_AP]},
+        asha={"grace_period": 2, "reduction_factor": 2, "max_epochs": 4}, eval_every=2,
+        num_samples=4, max_concurrent=2, wandb={"mode": "offline", "project": "kp-tests"})
+    assert kp_main(["sweep", str(write_space(root / "main.yaml", data))]) == 0
+    experiment = root / "sweeps" / "main"
+    study = optuna.load_study(study_name="main", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    return {"dir": experiment, "rows": {r.trial_id: r for r in collect_trials(experiment)},
+            "study": by_tune_id}
+
+
+def _trial_dir(sweep, trial_id):
+    return sweep["dir"] / f"trial_{trial_id}"
+
+
+def _results(sweep, trial_id):
+    lines = (_trial_dir(sweep, trial_id) / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _first_trial(sweep):
+    return next(tid for tid, t in sweep["study"].items() if t.number == 0)
+
+
+def test_sampled_values_reach_training(sweep):
+    lrs = []
+    for trial_id in sweep["rows"]:
+        folder = _trial_dir(sweep, trial_id)
+        params = json.loads((folder / "params.json").read_text())
+        config = load_config(folder / "config.yaml")
+        assert config.logging.wandb.group == "main"
+        for key, value in params.items():
+            assert config_value(config, key) == value, (trial_id, key)
+        for checkpoint in folder.glob("checkpoint_*/checkpoints/last.ckpt"):
+            hparams = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
+            assert hparams["optim"]["lr"] == params["optim.lr"]
+            assert hparams["eval"]["score_threshold"] == params["eval.score_threshold"]
+        # the conditional parameter exists only where its condition held
+        assert ("heatmap.sigma" in params) == (params["eval.score_threshold"] == 0.001)
+        lrs.append(params["optim.lr"])
+    assert len(set(lrs)) == 4  # every trial trained with its own learning rate
+    first = json.loads((_trial_dir(sweep, _first_trial(sweep)) / "params.json").read_text())
+    assert first == BASE_POINT  # the base config is the first trial
+
+
+def test_asha_stops_trials_on_fresh_ap_at_evaluation_epochs(sweep):
+    rows = sweep["rows"]
+    for trial_id in rows:
+        for result in _results(sweep, trial_id):
+            assert result["epoch"] in (2, 4)  # evaluation epochs only: rungs see fresh AP
+            assert math.isfinite(result["val/map"])
+    base = rows[_first_trial(sweep)]
+    assert base.status == "completed" and base.epochs == 4 and base.best > 0
+    stopped = [r for r in rows.values() if r.status == "stopped (ASHA)"]
+    # at least the zero-AP trial started after the base trial passed the rung
+    assert len(stopped) >= 1
+    assert all(r.curve == [(2, 0.0)] and r.values["eval.score_threshold"] == 0.99
+               for r in stopped)
+
+
+def test_optuna_study_records_stopped_trials_as_pruned(sweep):
+    rows, study = sweep["rows"], sweep["study"]
+    assert set(study) == set(rows)
+    for trial_id, row in rows.items():
+        trial = study[trial_id]
+        expected = {"completed": "COMPLETE", "stopped (ASHA)": "PRUNED", "errored": "FAIL"}
+        assert trial.state.name == expected[row.status], trial_id
+        assert row.optuna_state == trial.state.name
+        if row.status == "stopped (ASHA)":
+            assert trial.intermediate_values == {2: 0.0}
+        if row.status == "completed":
+            assert trial.value == pytest.approx(row.curve[-1][1])
+            assert sorted(trial.intermediate_values) == [2, 4]
+
+
+def test_nan_loss_fails_only_its_trial(sweep):
+    errored = [r for r in sweep["rows"].values() if r.status == "errored"]
+    assert [r.values["optim.weight_decay"] for r in errored] == [1.0e30]
+    assert "FloatingPointError: training loss is nan" in errored[0].reason
+
+
+def test_wandb_run_per_trial_and_best_checkpoint_registered(sweep):
+    for trial_id, row in sweep["rows"].items():
+        (run,) = offline_runs(_trial_dir(sweep, trial_id) / "wandb")
+        assert run.group == "main" and run.job_type == "trial"
+        assert run.config["optim"]["lr"] == row.values["optim.lr"]
+        if row.status != "errored":
+            # stopped by ASHA or not, the trial wrapped up: full history, files written
+            assert len(run.metric("val/map")) == len(row.curve)
+            assert (_trial_dir(sweep, trial_id) / "metrics.json").is_file()
+    (register,) = offline_runs(sweep["dir"] / "best" / "wandb")
+    assert register.job_type == "register" and register.group == "main"
+    (artifact,) = [a for a in register.artifacts if not a["use"]]
+    assert artifact["name"] == "main-best" and artifact["type"] == "model"
+    assert "best" in artifact["aliases"]
+    best_row = max(sweep["rows"].values(), key=lambda r: r.best or -1)
+    meta = artifact["metadata"]
+    assert meta["trial_id"] == best_row.trial_id
+    # the best checkpoint of the best trial, not its latest one
+    assert meta["val/map"] == pytest.approx(best_row.best)
+    best_epoch = max(best_row.curve, key=lambda point: point[1])[0]
+    assert read_checkpoint(sweep["dir"] / "best" / "best.ckpt")["epoch"] == best_epoch - 1
+    assert meta["config"]["optim"]["lr"] == best_row.values["optim.lr"]
+
+
+def test_report_command(sweep, run_kp, tmp_path):
+    code, out, err = run_kp("sweep", "report", sweep["dir"], "--json", tmp_path / "r.json")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["trial", "status"] and "best val/map" in lines[0]
+    assert sum(line.split()[0] in sweep["rows"] for line in lines[1:5]) == 4
+    assert "stopped (ASHA)" in out and "completed" in out and "PRUNED" in out
+    assert any(line.endswith("FloatingPointError: training loss is nan at epoch 0")
+               for line in lines)
+    plot = cv2.imread(str(sweep["dir"] / "val_map.png"))
+    assert plot is not None and plot.shape[2] == 3
+    assert len(json.loads((tmp_path / "r.json").read_text())) == 4
+
+
+def test_sync(sweep, run_kp, tmp_path, monkeypatch):
+    runs = sorted(Path(sweep["dir"]).glob("**/wandb/offline-run-*"))
+    code, out, _ = run_kp("sweep", "sync", sweep["dir"], "--dry-run")
+    assert code == 0 and f"would sync {len(runs)} offline wandb runs" in out
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login either
+    code, _, err = run_kp("sweep", "sync", sweep["dir"])
+    assert code == 2 and "wandb sync needs credentials" in err and err.count("\n") == 1
