@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import netrc
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,7 @@ def build_wandb_logger(
 
     os.environ.setdefault("WANDB_SILENT", "true")
     run_dir.mkdir(parents=True, exist_ok=True)
-    # One wandb run per run directory: a resumed run (or a retried sweep trial) continues it.
-    id_file = run_dir / "wandb_run_id"
-    if not id_file.is_file():
-        id_file.write_text(uuid.uuid4().hex[:12])
     return WandbLogger(
-        id=id_file.read_text().strip(),
-        resume="allow",
         name=name or run_dir.name,
         save_dir=str(run_dir),
         project=wandb_cfg.project,

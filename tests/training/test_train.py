@@ -93,15 +93,14 @@ def test_a_run_stopped_early_is_still_evaluated(synth_data, tmp_path):
     assert result.metrics["last"] is not None and result.best_checkpoint is not None
 
 
-def test_resume_continues_the_epoch_count_and_the_wandb_run(synth_data, tmp_path):
-    first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1"))
-    resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3"),
-                    resume=first.run_dir)
+def test_resume_continues_the_epoch_count(synth_data, tmp_path):
+    first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1",
+                              "logging.wandb.mode=disabled"))
+    resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3",
+                                "logging.wandb.mode=disabled"), resume=first.run_dir)
     assert resumed.run_dir == first.run_dir and resumed.metrics["epochs"] == 3
     epochs = sorted({int(r["epoch"]) for r in _csv_rows(first.run_dir) if r.get("val/loss")})
     assert epochs == [0, 1, 2]  # epoch 0 from the first run, 1-2 after resuming
-    runs = offline_runs(first.run_dir / "wandb")
-    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id  # one wandb run, continued
 
 
 def test_resume_without_checkpoint_is_an_input_error(synth_data, tmp_path):
