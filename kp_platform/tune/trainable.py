@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
     """
     from ray import tune
 
+    # Ray workers inherit the driver's environment; a driver that used wandb before starting Ray
+    # (a pipeline's train stage, a notebook) exports its wandb service socket, and a trial that
+    # joins that service loses its run settings (seen: the group). Each trial gets its own.
+    os.environ.pop("WANDB_SERVICE", None)
     # The same override path as `kp train key=value`, so a sampled value means the same thing.
     config = apply_overrides(config_from_dict(base, source="sweep base"), trial_values)
     context = tune.get_context()

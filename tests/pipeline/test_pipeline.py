@@ -38,7 +38,7 @@ def _kp(*argv: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def tiny(ray_session, tmp_path_factory):
+def tiny(pipeline_ray, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipelines")
     code, out = _kp("pipeline", TINY, f"root={root}")
     assert code == 0, out
