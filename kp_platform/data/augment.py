@@ -17,6 +17,7 @@ import numpy as np
 from kp_platform.errors import InputError
 
 FLIP_TRANSFORMS = ("HorizontalFlip",)
+_EDGE = 1e-3  # keeps clipped points inside albumentations' half-open [0, size) box
 
 
 class Augmenter:
@@ -54,9 +55,11 @@ class Augmenter:
         Returns:
             The augmented image, the surviving points and their (possibly swapped) channels.
         """
-        out = self.pipeline(
-            image=image, keypoints=points.reshape(-1, 2), channel_ids=channel_ids.tolist()
-        )
+        # Shrinking maps the centres of an image's border pixels up to half a (new) pixel outside
+        # the resized image, which albumentations rejects: such points go onto its edge.
+        height, width = image.shape[:2]
+        points = np.clip(points.reshape(-1, 2), 0.0, [width - _EDGE, height - _EDGE])
+        out = self.pipeline(image=image, keypoints=points, channel_ids=channel_ids.tolist())
         kept = np.asarray(out["keypoints"], dtype=np.float64).reshape(-1, 2)[:, :2]
         ids = np.asarray(out["channel_ids"], dtype=np.int64)
         flips = sum(name in FLIP_TRANSFORMS for name, _ in out["applied_transforms"])

@@ -35,6 +35,24 @@ def test_pipeline_is_built_from_names_and_drops_points_leaving_the_image():
     assert len(ids) == 1
 
 
+def test_points_on_the_border_of_a_shrunk_image_survive(tmp_path):
+    """A keypoint on an edge pixel's centre maps half a pixel outside the image when it is
+    shrunk (x = -0.25 at half size); augmenting such a sample must not fail."""
+    from kp_platform.data import CocoKeypoints, KeypointDataset, resolve_channels
+    from tests.conftest import annotation, image, write_coco
+
+    path = write_coco(tmp_path, [image(1, width=32, height=32)],
+                      [annotation(1, 1, 1, [0.0, 0.0, 2, 16.0, 8.0, 2, 0, 0, 0])])
+    coco = CocoKeypoints.load(path)
+    channels = resolve_channels(None, coco.categories, "t")  # towel.corner0, towel.corner1, ...
+    augmenter = build_augmenter([{"name": "HorizontalFlip", "p": 1.0}], range(6), seed=0)
+    sample = KeypointDataset(coco, channels, input_size=(16, 16), augmenter=augmenter)[0]
+    # (0, 0) → (-0.25, -0.25) → onto the edge (0, 0) → flipped: (15, 0); (16, 8) → (7.75, 3.75)
+    # → flipped: (15 - 7.75, 3.75)
+    np.testing.assert_allclose(sample["target_xy"][0].numpy(), [[15.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(sample["target_xy"][1].numpy(), [[7.25, 3.75]], atol=1e-6)
+
+
 def test_empty_list_means_no_augmentation():
     assert build_augmenter([], [0]) is None
 
