@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="root=DIR or name=NAME; datasets.KEY.num_images=N; a config key for every "
         "training stage (trainer.accelerator=gpu); STAGE.KEY for one stage: a sweep setting "
         "(pretrain.num_samples=4), a config key (finetune.optim.lr=3e-4), or init_from, "
-        "inherit_from, freeze_encoder_epochs")
+        "inherit_from")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the file and every stage's config, print the plan, stop")
     parser.set_defaults(func=run)

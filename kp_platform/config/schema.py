@@ -85,12 +85,16 @@ class ModelConfig:
     loss: Literal["bce", "focal", "mse"] = "bce"
     head_prior: float = 0.01
     """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""
+    freeze_encoder_epochs: int = 0
+    """Train only the decoder and head for this many epochs first (fine-tuning from
+    `init_from`); 0 trains everything from the start."""
 
     def checks(self) -> Checks:
         return {
             "width": (self.width >= 1, "must be >= 1"),
             "depth": (self.depth >= 1, "must be >= 1"),
             "head_prior": (0.0 < self.head_prior < 1.0, "must be in (0, 1)"),
+            "freeze_encoder_epochs": (self.freeze_encoder_epochs >= 0, "must be >= 0"),
         }
 
 

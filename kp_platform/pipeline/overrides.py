@@ -1,7 +1,7 @@
 """`kp pipeline FILE key=value ...`: where each command-line override goes.
 
 `root=DIR`, `name=NAME` and `datasets.KEY.FIELD=V` change the file's settings; `STAGE.KEY=V`
-sets one stage's key (`init_from`, `freeze_encoder_epochs`, ...) or override (a sweep setting
+sets one stage's key (`init_from`, `inherit_from`, ...) or override (a sweep setting
 or config key); a config key (`trainer.accelerator=gpu`) goes to every training stage.
 """
 
@@ -17,7 +17,7 @@ from kp_platform.config import all_keys
 from kp_platform.errors import InputError
 
 # Stage keys that `<stage>.<key>=value` may set; any other `<stage>.<key>` is an override.
-CLI_STAGE_KEYS = ("sweep", "train", "init_from", "inherit_from", "freeze_encoder_epochs")
+CLI_STAGE_KEYS = ("sweep", "train", "init_from", "inherit_from")
 
 
 def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_names: list[str],

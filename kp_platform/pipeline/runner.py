@@ -77,8 +77,7 @@ def stage_plan(pipeline: PipelineSpec, stage: StageSpec,
                              **pipeline.cli_overrides, **stage.cli_overrides}
         plan.update(space=stage.space, init_from=stage.init_from,
                     inherit_from=stage.architecture_source,
-                    inherit=list(stage.inherit) if stage.architecture_source else [],
-                    freeze_encoder_epochs=stage.freeze_encoder_epochs)
+                    inherit=list(stage.inherit) if stage.architecture_source else [])
     # A re-run upstream stage invalidates this one.
     plan["upstream"] = {ref: records[ref].finished for ref in stage.references}
     return normalise_plan(plan)

@@ -27,8 +27,7 @@ from kp_platform.pipeline.overrides import apply_cli_overrides, unknown
 
 TOP_LEVEL = ("name", "root", "datasets", "overrides", "stages")
 KINDS = ("sweep", "train", "evaluate")
-STAGE_KEYS = ("name", *KINDS, "overrides", "space", "init_from", "inherit_from", "inherit",
-              "freeze_encoder_epochs")
+STAGE_KEYS = ("name", *KINDS, "overrides", "space", "init_from", "inherit_from", "inherit")
 DATASET_KEYS = ("domain", "num_images", "image_size", "seed")
 EVALUATE_KEYS = ("data", "models", "baseline", "eval")
 # What a checkpoint's weights and outputs are tied to: a stage that starts from (or is compared
@@ -37,8 +36,6 @@ ARCHITECTURE = ("model.backbone", "model.width", "model.depth", "heatmap.stride"
                 "heatmap.sigma")
 # Keys of a sweep file that the pipeline sets itself (the experiment's name and place).
 SWEEP_OWNED = ("name", "storage_path", "base", "space")
-FREEZE_KEY = "model.freeze_encoder_epochs"
-"""The config key that would make freezing reach sweep trials (not in the schema yet)."""
 
 STAGE_REF = "stage:"
 DATASET_REF = "dataset:"
@@ -87,7 +84,6 @@ class StageSpec:
     init_from: str | None = None
     inherit_from: str | None = None
     inherit: tuple[str, ...] = ARCHITECTURE
-    freeze_encoder_epochs: int = 0
     evaluate: EvaluateSpec | None = None
 
     @property
@@ -154,7 +150,7 @@ def load_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSp
             `datasets.real_train.num_images=20`), a config key for every training stage
             (`trainer.accelerator=gpu`), or `<stage>.<key>` for one stage
             (`pretrain.num_samples=4`, `finetune.optim.lr=3e-4`,
-            `finetune.freeze_encoder_epochs=2`).
+            `finetune.model.freeze_encoder_epochs=2`).
 
     Raises:
         InputError: naming the file, the stage and the key.
@@ -244,8 +240,7 @@ def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec
     kind = kinds[0]
     stage = StageSpec(name=name, kind=kind)
     if kind == "evaluate":
-        for key in ("overrides", "space", "init_from", "inherit_from", "inherit",
-                    "freeze_encoder_epochs"):
+        for key in ("overrides", "space", "init_from", "inherit_from", "inherit"):
             if key in entry or (key == "overrides" and cli):
                 raise InputError(f"{where}: an evaluate stage takes no {key!r}", source)
         stage.evaluate = _evaluate(entry["evaluate"], where, source)
@@ -283,15 +278,6 @@ def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec
         if key in own:
             raise InputError(f"{where}: {key} is inherited from stage "
                              f"{stage.architecture_source!r} and cannot be overridden", source)
-    freeze = entry.get("freeze_encoder_epochs", 0)
-    if isinstance(freeze, bool) or not isinstance(freeze, int) or freeze < 0:
-        raise InputError(f"{where}: freeze_encoder_epochs must be an integer >= 0 "
-                         f"(got {freeze!r})", source)
-    if freeze and kind == "sweep" and FREEZE_KEY not in all_keys():
-        raise InputError(f"{where}: freeze_encoder_epochs: sweep trials cannot take a callback; "
-                         f"freezing in a sweep needs the config key {FREEZE_KEY} (use a train "
-                         "stage)", source)
-    stage.freeze_encoder_epochs = freeze
     return stage
 
 

@@ -16,7 +16,7 @@ import yaml
 from kp_platform.config import Config, all_keys, load_config, read_yaml
 from kp_platform.errors import InputError
 from kp_platform.pipeline.records import StageRecord, relative
-from kp_platform.pipeline.spec import FREEZE_KEY, PipelineSpec, StageSpec
+from kp_platform.pipeline.spec import PipelineSpec, StageSpec
 
 
 class StageFailed(RuntimeError):
@@ -55,8 +55,6 @@ def training_overrides(pipeline: PipelineSpec, stage: StageSpec,
         # Absolute: sweep trials run in their own working directories.
         values["model.init_from"] = str(Path(checkpoint).absolute())
         values["model.init_artifact"] = artifact
-    if stage.freeze_encoder_epochs and FREEZE_KEY in all_keys():
-        values[FREEZE_KEY] = stage.freeze_encoder_epochs
     return values
 
 
@@ -139,16 +137,12 @@ def run_sweep_stage(pipeline: PipelineSpec, stage: StageSpec,
 def run_train_stage(pipeline: PipelineSpec, stage: StageSpec,
                     records: Mapping[str, StageRecord]) -> StageRecord:
     """Trains the stage's run, resuming it from `last.ckpt` when an earlier attempt stopped."""
-    from kp_platform.pipeline.freeze import FreezeEncoder
     from kp_platform.training import train
 
     config = build_train_config(pipeline, stage, training_overrides(pipeline, stage, records))
     run_dir = pipeline.stage_dir(stage.name) / run_name(pipeline, stage)
     resume = run_dir if (run_dir / "checkpoints" / "last.ckpt").is_file() else None
-    callbacks = []
-    if stage.freeze_encoder_epochs and FREEZE_KEY not in all_keys():
-        callbacks.append(FreezeEncoder(stage.freeze_encoder_epochs))
-    result = train(config, callbacks, resume=resume, run_dir=run_dir)
+    result = train(config, resume=resume, run_dir=run_dir)
     if result.best_checkpoint is None:
         raise StageFailed(f"stage {stage.name!r}: the run saved no best checkpoint "
                           f"(see {run_dir})")

@@ -118,16 +118,10 @@ def test_inherited_key_cannot_be_overridden(run_kp, tmp_path):
 def test_inherited_key_cannot_be_sampled_by_the_sweep(run_kp, tmp_path):
     data = tiny_data()
     finetune = _stage(data, "finetune")
-    del finetune["train"], finetune["freeze_encoder_epochs"]
+    del finetune["train"]
     finetune["sweep"] = _stage(data, "pretrain")["sweep"]
     finetune["space"] = {"model.backbone": {"choice": ["unet_tiny", "dilated_cnn_tiny"]}}
     _fails(run_kp, tmp_path, data, "stage 'finetune'", "the sweep samples model.backbone")
-
-
-def test_freezing_needs_a_train_stage(run_kp, tmp_path):
-    data = tiny_data()
-    _stage(data, "pretrain")["freeze_encoder_epochs"] = 2
-    _fails(run_kp, tmp_path, data, "stage 'pretrain'", "freeze_encoder_epochs")
 
 
 def test_baseline_must_be_a_model(run_kp, tmp_path):
@@ -170,7 +164,6 @@ def test_fine_tune_sweep_starts_from_the_earlier_stage(tmp_path):
     data = tiny_data()
     finetune = _stage(data, "finetune")
     finetune.pop("train")
-    finetune.pop("freeze_encoder_epochs")
     finetune["sweep"] = _stage(data, "pretrain")["sweep"]
     finetune["space"] = {"optim.lr": {"loguniform": [1.0e-4, 1.0e-3]}}
     pipeline = load_pipeline(write_pipeline(tmp_path / "p.yaml", data), [f"root={tmp_path}"])
