@@ -1,8 +1,12 @@
 """Synthetic COCO keypoint datasets of towels and T-shirts, in two deliberately different domains.
 
-``synthetic`` images are clean and flat-shaded PNGs; ``real`` images put textured, shaded cloth on
-photo backgrounds (scikit-image's bundled sample photos) with lighting changes, blur, sensor noise
-and JPEG compression, so that synthetic-to-real transfer has a measurable gap to close.
+Both domains render the same cloth: procedurally textured (stripes, checks, mottled; in the
+synthetic domain also flat colours), folded, shadowed, and seen through the same camera model
+(uneven lighting, colour cast, gamma, blur, sensor noise). They differ in what a renderer cannot
+cheaply provide: ``synthetic`` images are lossless PNGs on procedural backgrounds (gradients,
+fractal noise, patterns, distractor shapes; domain randomisation), ``real`` images put the cloth on
+photos (scikit-image's bundled sample photos) and are JPEG-compressed, so that
+synthetic-to-real transfer has a measurable gap to close.
 
 Every image is rendered from its own RNG, seeded by ``(seed, image index)``, so the output is
 byte-identical for identical arguments whatever the number of worker processes.
@@ -58,6 +62,9 @@ _PHOTO_FILES = (
 )  # fmt: skip
 _MAX_ROTATION = np.deg2rad(35.0)  # moderate, so that a shirt's left stays on the image's left
 _INSTANCE_COUNT_P = (0.2, 0.35, 0.28, 0.17)  # P(0..3 instances); 0 gives negative images
+_FLAT_CLOTH_P = 0.25  # synthetic domain: P(flat-coloured cloth), else procedurally textured
+_BACKGROUND_P = (0.3, 0.4, 0.3)  # synthetic domain: P(gradient, fractal noise, pattern)
+_MAX_DISTRACTORS = 4  # synthetic domain: 0..4 clutter shapes on the background
 _DECIMALS = 3  # rounding of floats in the JSON, for stable bytes
 _photos: list[np.ndarray] | None = None  # loaded once, before the pool forks
 
@@ -175,7 +182,7 @@ def _render_task(task: tuple) -> tuple[int, str, list[dict[str, Any]]]:
     index, seed, domain, size, out_dir, digits = task
     rng = np.random.default_rng([seed, index])
     real = domain == "real"
-    img = _photo_background(rng, size) if real else _plain_background(rng, size)
+    img = _photo_background(rng, size) if real else _procedural_background(rng, size)
 
     n_instances = int(rng.choice(len(_INSTANCE_COUNT_P), p=_INSTANCE_COUNT_P))
     placed: list[tuple[int, np.ndarray, np.ndarray, float]] = []
@@ -184,16 +191,13 @@ def _render_task(task: tuple) -> tuple[int, str, list[dict[str, Any]]]:
         poly, kps = _towel(rng) if category_id == 1 else _shirt(rng)
         poly, kps = _place(rng, size, poly, kps)
         alpha = _coverage(poly, size)[..., None]
-        if real:
-            img = _shadow(rng, img, alpha)
-            cloth = _cloth_texture(rng, size)
-        else:
-            cloth = _random_colour(rng)
+        img = _shadow(rng, img, alpha)
+        flat = not real and rng.random() < _FLAT_CLOTH_P
+        cloth = _random_colour(rng) if flat else _cloth_texture(rng, size)
         img = img * (1.0 - alpha) + cloth * alpha
         placed.append((category_id, poly, kps, float(alpha.sum())))
 
-    if real:
-        img = _camera_effects(rng, img)
+    img = _camera_effects(rng, img)
     if real:
         ext, params = ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(45, 86))]
     else:
@@ -331,14 +335,54 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
     return cv2.cvtColor(hsv.astype(np.float32), cv2.COLOR_HSV2RGB)[0, 0]
 
 
-def _plain_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A flat colour or a linear gradient between two colours (synthetic domain)."""
-    a = rng.uniform(0.1, 0.9, size=3).astype(np.float32)
-    if rng.random() < 0.5:
-        return np.broadcast_to(a, (size, size, 3)).copy()
-    b = rng.uniform(0.1, 0.9, size=3).astype(np.float32)
-    t = _ramp(rng, size)[..., None]
-    return a * (1 - t) + b * t
+def _procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A flat, gradient or textured background, maybe cluttered with distractor shapes.
+
+    Domain randomisation: the synthetic domain never sees a photo, but its backgrounds are
+    varied enough that a detector cannot separate cloth from background by flatness alone.
+    """
+    kind = rng.choice(3, p=_BACKGROUND_P)
+    a, b = rng.uniform(0.1, 0.9, size=(2, 3)).astype(np.float32)
+    if kind == 0:  # a linear gradient (a flat colour when a == b would be too easy)
+        t = _ramp(rng, size)
+    elif kind == 1:  # fractal noise: blotchy, like an out-of-focus scene
+        t = _fractal_noise(rng, size)
+    else:  # a fabric-like pattern that is not cloth: the shape, not the texture, decides
+        t = _cloth_texture(rng, size).mean(axis=2)
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+    img = a * (1 - t[..., None]) + b * t[..., None]
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    for _ in range(int(rng.integers(0, _MAX_DISTRACTORS + 1))):
+        _draw_distractor(rng, img)
+    return img
+
+
+def _fractal_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Value noise summed over octaves (coarse to fine, halving amplitude), scaled to [0, 1]."""
+    total = np.zeros((size, size), np.float32)
+    for octave in range(4):
+        cells = 2 ** (octave + 2)
+        grid = rng.random((cells, cells)).astype(np.float32)
+        total += cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC) / 2**octave
+    return (total - total.min()) / max(float(total.max() - total.min()), 1e-6)
+
+
+def _draw_distractor(rng: np.random.Generator, img: np.ndarray) -> None:
+    """Draws an ellipse, a box or a thick line in a random colour, in place (clutter)."""
+    size = img.shape[0]
+    colour = tuple(float(c) for c in _random_colour(rng))
+    centre = _int_pt(rng.uniform(0, size, 2))
+    kind = int(rng.integers(3))
+    if kind == 0:
+        axes = _int_pt(rng.uniform(0.03, 0.2, 2) * size)
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    elif kind == 1:
+        half = rng.uniform(0.02, 0.1, 2) * size
+        box = ((centre[0], centre[1]), (2 * half[0], 2 * half[1]), float(rng.uniform(0, 90)))
+        cv2.fillPoly(img, [cv2.boxPoints(box).astype(np.int32)], colour)
+    else:
+        end = _int_pt(rng.uniform(0, size, 2))
+        cv2.line(img, centre, end, colour, max(1, int(rng.uniform(0.01, 0.04) * size)))
 
 
 @lru_cache(maxsize=4)

@@ -127,9 +127,12 @@ def test_real_domain_is_jpeg_and_statistically_different(tmp_path: Path) -> None
         assert im["file_name"].endswith(".jpg")
         with Image.open(real.parent / im["file_name"]) as pil:
             assert pil.format == "JPEG" and pil.mode == "RGB"
+    assert all(im["file_name"].endswith(".png") for im in _load(synth)["images"])
+    # Both render textured cloth through the same camera; the photo backgrounds (and JPEG
+    # blocks) of the real domain carry more fine detail than the procedural ones.
     hf_synth = np.mean([_high_frequency_energy(p) for p in (synth.parent / "images").iterdir()])
     hf_real = np.mean([_high_frequency_energy(p) for p in (real.parent / "images").iterdir()])
-    assert hf_real > 3 * hf_synth, (hf_real, hf_synth)
+    assert hf_real > 1.25 * hf_synth, (hf_real, hf_synth)
 
 
 @pytest.mark.parametrize(
