@@ -88,6 +88,9 @@ class ModelConfig:
     freeze_encoder_epochs: int = 0
     """Train only the decoder and head for this many epochs first (fine-tuning from
     `init_from`); 0 trains everything from the start."""
+    freeze_bn_stats: bool = False
+    """Keep BatchNorm running statistics as loaded (fine-tuning on a few images, whose batch
+    statistics are a poor estimate); the BatchNorm scales and shifts still train."""
 
     def checks(self) -> Checks:
         return {

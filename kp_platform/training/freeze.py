@@ -1,8 +1,10 @@
-"""Fine-tuning with a frozen encoder for the first epochs (a Lightning callback).
+"""Fine-tuning helpers (Lightning callbacks): a frozen encoder, frozen BatchNorm statistics.
 
 A randomly initialised decoder and head, or ones trained on another domain, send large, noisy
 gradients through the encoder during the first steps on a small real set and wash out the
 pretrained features; training the top first and the whole network afterwards avoids that.
+BatchNorm running statistics re-estimated from a few dozen images can also hurt more than they
+adapt (measured in the README's pipeline section), so they can be kept as loaded.
 """
 
 from __future__ import annotations
@@ -49,3 +51,16 @@ class FreezeEncoder(pl.Callback):
         frozen = trainer.current_epoch < self.epochs
         for parameter in encoder_parameters(pl_module.network):
             parameter.requires_grad_(not frozen)
+
+
+class FreezeBatchNormStats(pl.Callback):
+    """Keeps every BatchNorm layer in eval mode while training: its running mean and variance
+    stay as loaded and normalise each batch; its weight and bias still train."""
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             batch: object, batch_idx: int) -> None:
+        # Per batch, not per epoch: Lightning switches modules back to train mode after each
+        # validation run.
+        for module in pl_module.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()

@@ -22,7 +22,7 @@ from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
-from kp_platform.training.freeze import FreezeEncoder
+from kp_platform.training.freeze import FreezeBatchNormStats, FreezeEncoder
 from kp_platform.training.visualize import PredictionImages
 from kp_platform.training.wandb_logging import (
     build_wandb_logger,
@@ -86,6 +86,8 @@ def train(
     callbacks: list[pl.Callback] = [checkpointing, *extra_callbacks]
     if config.model.freeze_encoder_epochs > 0:
         callbacks.append(FreezeEncoder(config.model.freeze_encoder_epochs))
+    if config.model.freeze_bn_stats:
+        callbacks.append(FreezeBatchNormStats())
     if config.trainer.early_stop_patience > 0:
         callbacks.append(pl.callbacks.EarlyStopping(
             monitor="val/loss", mode="min", patience=config.trainer.early_stop_patience))

@@ -40,6 +40,26 @@ def test_frozen_encoder_keeps_the_initial_weights(trained_run, synth_data, tmp_p
     assert any(not torch.equal(before[n], after[n]) for n in rest)
 
 
+def test_frozen_batchnorm_statistics_stay_as_loaded(trained_run, synth_data, tmp_path):
+    start = trained_run.best_checkpoint
+
+    def running_stats(checkpoint) -> dict[str, torch.Tensor]:
+        state = read_checkpoint(checkpoint)["state_dict"]
+        return {n: t for n, t in state.items() if n.endswith(("running_mean", "running_var"))}
+
+    def fine_tune(frozen: bool, name: str) -> dict[str, torch.Tensor]:
+        config = tiny_config(synth_data, tmp_path / name, "trainer.max_epochs=1",
+                             f"model.init_from={start}", f"model.freeze_bn_stats={frozen}",
+                             "logging.wandb.mode=disabled")
+        return running_stats(train(config).last_checkpoint)
+
+    before = running_stats(start)
+    assert before
+    frozen, adapted = fine_tune(True, "frozen"), fine_tune(False, "adapted")
+    assert all(torch.equal(before[n], frozen[n]) for n in before)
+    assert any(not torch.equal(before[n], adapted[n]) for n in before)
+
+
 def test_the_encoder_thaws_after_the_frozen_epochs():
     module = KeypointModule.from_config(load_config(overrides=["model.backbone=unet_tiny"]),
                                         ["a"])
