@@ -23,6 +23,12 @@ class DataConfig:
     """COCO JSON of the validation set; when empty, `val_fraction` of `train` is split off."""
     test: str | None = None
     """COCO JSON of a held-out test set (optional)."""
+    replay: str | None = None
+    """COCO JSON of extra training images mixed into every training epoch, never validated
+    on: while fine-tuning on a few real images, the pretraining set keeps rare channels from
+    being forgotten."""
+    replay_images: int = 0
+    """How many `replay` images (a fixed subset chosen by `split_seed`); 0 takes them all."""
     val_fraction: float = 0.2
     split_seed: int = 0
     """Seeds only the train/val split, so sweeping the training seed never moves images."""
@@ -45,6 +51,7 @@ class DataConfig:
     def checks(self) -> Checks:
         return {
             "val_fraction": (0.0 < self.val_fraction < 1.0, "must be in (0, 1)"),
+            "replay_images": (self.replay_images >= 0, "must be >= 0 (0 takes all)"),
             "input_size": (
                 len(self.input_size) == 2 and min(self.input_size) >= 8,
                 "must be [height, width], each >= 8",

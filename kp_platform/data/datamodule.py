@@ -6,12 +6,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from kp_platform.data.channels import ChannelMap
 from kp_platform.data.dataset import (
     DatasetSplits,
-    KeypointDataset,
     build_datasets,
     collate_keypoints,
 )
@@ -47,7 +46,7 @@ class KeypointDataModule(pl.LightningDataModule):
             raise ValueError("no data.test file is configured")
         return self._loader(self.splits.test, shuffle=False)
 
-    def _loader(self, dataset: KeypointDataset, shuffle: bool, **kwargs: Any) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool, **kwargs: Any) -> DataLoader:
         workers = self.data_cfg.num_workers
         return DataLoader(
             dataset,

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, ImageKeypoints
 from kp_platform.data.image_io import read_rgb
 from kp_platform.data.resize import resize_image
-from kp_platform.data.split import split_train_val
+from kp_platform.data.split import pick_images, split_train_val
 from kp_platform.errors import InputError
 
 
@@ -127,7 +127,8 @@ class DatasetSplits:
     """The datasets one training run uses; `test` is None when no test file is configured."""
 
     channels: ChannelMap
-    train: KeypointDataset
+    train: KeypointDataset | ConcatDataset
+    """A KeypointDataset, or one concatenated with the `data.replay` images."""
     val: KeypointDataset
     test: KeypointDataset | None
 
@@ -154,7 +155,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
     }
     augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
 
-    def evaluation_set(path: str) -> KeypointDataset:
+    def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
         coco = CocoKeypoints.load(path)
         resolved = resolve_channels(specs, coco.categories, source=str(path))
         if resolved.names != channels.names:
@@ -163,7 +164,10 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
                 f"{list(channels.names)}",
                 str(path),
             )
-        return KeypointDataset(coco, resolved, **common)
+        return coco, resolved
+
+    def evaluation_set(path: str) -> KeypointDataset:
+        return KeypointDataset(*same_channels(path), **common)
 
     if data_cfg.val:
         train = KeypointDataset(train_coco, channels, augmenter=augmenter, **common)
@@ -175,5 +179,11 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
             raise InputError("too few images to split off a validation set", data_cfg.train)
         train = KeypointDataset(train_coco, channels, train_ids, augmenter=augmenter, **common)
         val = KeypointDataset(train_coco, channels, val_ids, **common)
+    if data_cfg.replay:
+        coco, resolved = same_channels(data_cfg.replay)
+        ids = pick_images([image.id for image in coco.images], data_cfg.replay_images,
+                          data_cfg.split_seed)
+        replay = KeypointDataset(coco, resolved, ids, augmenter=augmenter, **common)
+        train = ConcatDataset([train, replay])
     test = evaluation_set(data_cfg.test) if data_cfg.test else None
     return DatasetSplits(channels, train, val, test)

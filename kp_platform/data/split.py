@@ -27,5 +27,14 @@ def split_train_val(
     return [i for i in image_ids if i not in val], [i for i in image_ids if i in val]
 
 
+def pick_images(image_ids: Sequence[int], count: int, split_seed: int) -> list[int]:
+    """A fixed subset of `count` ids (all when `count` is 0 or too large), in input order,
+    chosen by the same hash as the split."""
+    if count <= 0 or count >= len(image_ids):
+        return list(image_ids)
+    chosen = set(sorted(image_ids, key=lambda image_id: _rank(split_seed, image_id))[:count])
+    return [i for i in image_ids if i in chosen]
+
+
 def _rank(split_seed: int, image_id: int) -> bytes:
     return hashlib.sha256(f"{split_seed}:{image_id}".encode()).digest()

@@ -94,6 +94,31 @@ def test_val_file_with_other_channels_is_rejected(tmp_path):
         build_datasets(_cfg(train, **{"data.val": val}).data)
 
 
+def test_replay_images_join_training_only(tmp_path):
+    anns = [annotation(i, i, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2]) for i in range(1, 4)]
+    train = write_coco(tmp_path / "train", [image(1)], anns[:1])
+    val = write_coco(tmp_path / "val", [image(1)], anns[:1])
+    replay = write_coco(tmp_path / "replay", [image(i, width=40) for i in range(1, 4)], anns)
+    cfg = _cfg(train, **{"data.val": val, "data.replay": replay})
+    splits = build_datasets(cfg.data)
+    assert (len(splits.train), len(splits.val)) == (4, 1)
+    assert [int(splits.train[i]["orig_size"][1]) for i in range(4)] == [32, 40, 40, 40]
+    two = build_datasets(apply_overrides(cfg, ["data.replay_images=2"]).data).train
+    again = build_datasets(apply_overrides(cfg, ["data.replay_images=2", "trainer.seed=5"]).data)
+    assert len(two) == 3
+    assert two.datasets[1].image_ids == again.train.datasets[1].image_ids  # a fixed subset
+
+
+def test_replay_file_with_other_channels_is_rejected(tmp_path):
+    anns = [annotation(1, 1, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2])]
+    train = write_coco(tmp_path / "train", [image(1), image(2)], anns)
+    other = {"id": 1, "name": "box", "keypoints": ["a", "b", "c"]}
+    replay = write_coco(tmp_path / "replay", [image(1)], anns, categories=[other])
+    with pytest.raises(InputError, match="differ from the training set's") as error:
+        build_datasets(_cfg(train, **{"data.replay": replay}).data)
+    assert str(replay) in str(error.value)
+
+
 def test_missing_train_file_is_an_input_error():
     with pytest.raises(InputError, match="data.train must name"):
         build_datasets(load_config().data)
