@@ -113,6 +113,9 @@ def test_later_stages_start_from_the_pretrained_model(tiny):
         assert config["model"]["backbone"] == pretrain["config"]["model"]["backbone"]
         initialised = stage == "finetune"
         assert config["model"]["init_from"] == (str(checkpoint) if initialised else None)
+        # only the fine-tune replays synthetic images, with `dataset:` resolved to a path
+        synthetic = str(tiny["dir"] / "data" / "synthetic" / "annotations.json")
+        assert config["data"]["replay"] == (synthetic if initialised else None)
 
 
 def test_wandb_lineage(tiny):
