@@ -22,8 +22,7 @@ def split_train_val(
     if len(image_ids) < 2:
         return list(image_ids), []
     num_val = min(len(image_ids) - 1, max(1, round(len(image_ids) * val_fraction)))
-    ranked = sorted(image_ids, key=lambda image_id: _rank(split_seed, image_id))
-    val = set(ranked[:num_val])
+    val = set(pick_images(image_ids, num_val, split_seed))
     return [i for i in image_ids if i not in val], [i for i in image_ids if i in val]
 
 

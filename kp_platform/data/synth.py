@@ -336,20 +336,19 @@ def _random_colour(rng: np.random.Generator) -> np.ndarray:
 
 
 def _procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A flat, gradient or textured background, maybe cluttered with distractor shapes.
+    """A gradient, fractal-noise or patterned background, maybe cluttered with shapes.
 
     Domain randomisation: the synthetic domain never sees a photo, but its backgrounds are
     varied enough that a detector cannot separate cloth from background by flatness alone.
     """
     kind = rng.choice(3, p=_BACKGROUND_P)
     a, b = rng.uniform(0.1, 0.9, size=(2, 3)).astype(np.float32)
-    if kind == 0:  # a linear gradient (a flat colour when a == b would be too easy)
+    if kind == 0:  # a linear gradient (never a flat colour: that would be too easy)
         t = _ramp(rng, size)
     elif kind == 1:  # fractal noise: blotchy, like an out-of-focus scene
         t = _fractal_noise(rng, size)
     else:  # a fabric-like pattern that is not cloth: the shape, not the texture, decides
-        t = _cloth_texture(rng, size).mean(axis=2)
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        t = _unit_range(_cloth_texture(rng, size).mean(axis=2))
     img = a * (1 - t[..., None]) + b * t[..., None]
     img = np.ascontiguousarray(img, dtype=np.float32)
     for _ in range(int(rng.integers(0, _MAX_DISTRACTORS + 1))):
@@ -364,7 +363,12 @@ def _fractal_noise(rng: np.random.Generator, size: int) -> np.ndarray:
         cells = 2 ** (octave + 2)
         grid = rng.random((cells, cells)).astype(np.float32)
         total += cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC) / 2**octave
-    return (total - total.min()) / max(float(total.max() - total.min()), 1e-6)
+    return _unit_range(total)
+
+
+def _unit_range(values: np.ndarray) -> np.ndarray:
+    """Values scaled linearly to [0, 1] (a constant array becomes zeros)."""
+    return (values - values.min()) / max(float(values.max() - values.min()), 1e-6)
 
 
 def _draw_distractor(rng: np.random.Generator, img: np.ndarray) -> None:

@@ -34,8 +34,8 @@ class FreezeEncoder(pl.Callback):
     """Trains only the decoder and head during the first `epochs` epochs.
 
     Frozen parameters get no gradient, so the optimizer skips them (weight decay included) and
-    they keep the pretrained values exactly. BatchNorm statistics still follow the new data:
-    the synthetic-to-real shift is largely one of image statistics.
+    they keep the pretrained values exactly. BatchNorm statistics still follow the new data
+    (unless `FreezeBatchNormStats` keeps them too).
 
     Args:
         epochs: Epochs (from 0) during which the encoder is frozen; 0 never freezes.
@@ -59,8 +59,8 @@ class FreezeBatchNormStats(pl.Callback):
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                              batch: object, batch_idx: int) -> None:
-        # Per batch, not per epoch: Lightning switches modules back to train mode after each
-        # validation run.
+        # Per batch, not once: Lightning sets modules' training modes itself (when fitting
+        # starts, around each validation run), which would bring BatchNorm back to train mode.
         for module in pl_module.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
