@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 # Per field: (value is valid, what a valid value looks like).
 Checks = dict[str, tuple[bool, str]]
+AUTO = "auto"
+"""A default computed from the data when a run starts (`kp_platform.config.auto`)."""
 
 
 @dataclass
@@ -79,7 +81,7 @@ class ModelConfig:
     """Download the encoder's pretrained weights (timm encoders; needs internet)."""
     pretrained_path: str | None = None
     """A local encoder weights file (a state dict), loaded with weights_only=True."""
-    width: int = 32
+    width: int = 8
     """Channels of the first stage (from-scratch backbones) or of the decoder (timm)."""
     depth: int = 4
     """Down-sampling stages (unet) or dilated blocks (dilated_cnn)."""
@@ -89,9 +91,11 @@ class ModelConfig:
     init_artifact: str | None = None
     """The wandb artifact `init_from` came from, declared as the run's input for lineage
     (default for a path: `<run name>-model`, the artifact `kp train` logs)."""
-    loss: Literal["bce", "focal", "mse"] = "bce"
+    loss: Literal["bce", "focal", "mse"] = "focal"
     head_prior: float = 0.01
     """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""
+    head_width: int = 32
+    """Channels of the head's hidden 3×3 conv (at least the backbone's output channels)."""
     freeze_encoder_epochs: int = 0
     """Train only the decoder and head for this many epochs first (fine-tuning from
     `init_from`); 0 trains everything from the start."""
@@ -104,6 +108,7 @@ class ModelConfig:
             "width": (self.width >= 1, "must be >= 1"),
             "depth": (self.depth >= 1, "must be >= 1"),
             "head_prior": (0.0 < self.head_prior < 1.0, "must be in (0, 1)"),
+            "head_width": (self.head_width >= 1, "must be >= 1"),
             "freeze_encoder_epochs": (self.freeze_encoder_epochs >= 0, "must be >= 0"),
         }
 
@@ -114,13 +119,14 @@ class HeatmapConfig:
 
     sigma: float = 2.0
     """Standard deviation in heatmap cells."""
-    stride: int = 1
-    """Input pixels per heatmap cell."""
+    stride: int | Literal["auto"] = AUTO
+    """Input pixels per heatmap cell: 1, 2, 4 or 8; `auto`: the largest that keeps the
+    heatmap's shorter side at >= 128 cells (1 at 128² inputs, 2 at 256², 4 at 512²)."""
 
     def checks(self) -> Checks:
         return {
             "sigma": (self.sigma > 0, "must be > 0"),
-            "stride": (self.stride in (1, 2, 4, 8), "must be 1, 2, 4 or 8"),
+            "stride": (self.stride in (1, 2, 4, 8, AUTO), "must be 1, 2, 4, 8 or auto"),
         }
 
 
@@ -131,7 +137,12 @@ class EvalConfig:
     thresholds: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])
     """Distance thresholds in original-image pixels."""
     nms_radius: int = 2
+    score_floor: float = 0.01
+    """Validation (and `kp eval --checkpoint`) scores every NMS peak above this floor: AP
+    ranks detections by score, so low-scored peaks only extend the precision/recall curve, and
+    an early model whose peaks are all weak still gets an honest, non-zero AP."""
     score_threshold: float = 0.1
+    """What `kp predict` and `Detector.predict` return: peaks above this score."""
     top_k: int = 20
     """Detections kept per channel and image; 0 keeps all."""
     matching: Literal["first", "nearest"] = "first"
@@ -146,6 +157,8 @@ class EvalConfig:
                 "must be a non-empty list of positive distances",
             ),
             "nms_radius": (self.nms_radius >= 0, "must be >= 0"),
+            "score_floor": (0.0 <= self.score_floor < 1.0, "must be in [0, 1)"),
+            "score_threshold": (0.0 <= self.score_threshold < 1.0, "must be in [0, 1)"),
             "top_k": (self.top_k >= 0, "must be >= 0 (0 keeps all)"),
             "eval_every": (self.eval_every >= 1, "must be >= 1"),
         }
@@ -156,7 +169,7 @@ class OptimConfig:
     """Optimiser and learning-rate schedule."""
 
     optimizer: Literal["adam", "adamw"] = "adamw"
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     schedule: Literal["none", "cosine", "step", "plateau"] = "cosine"
     warmup_epochs: int = 0

@@ -85,7 +85,9 @@ class Detector:
                 tensors.append(pixels_chw.float() / 255)
                 affines.append(affine.as_array())
             batch = torch.stack(tensors).to(self.device)
-            detections = self.module.decode(self.module(batch))
+            detections = self.module.decode(
+                self.module(batch), self.module.cfg.eval.score_threshold
+            )
             per_image = detections.to_original(np.stack(affines)).to_lists()
             results += [dict(zip(self.channel_names, channels, strict=True))
                         for channels in per_image]

@@ -12,11 +12,13 @@ from kp_platform.models.backbones import (
 from kp_platform.models.head import HeatmapHead
 from kp_platform.models.losses import LOSS_KINDS, heatmap_loss
 from kp_platform.models.network import KeypointNet, build_network
+from kp_platform.models.seed_unet import SeedUNet  # registers `seed_unet`
 
 __all__ = [
     "LOSS_KINDS",
     "HeatmapHead",
     "KeypointNet",
+    "SeedUNet",
     "build_backbone",
     "build_network",
     "create_backbone",

@@ -219,13 +219,10 @@ class Normalize(nn.Module):
         return (images - self.mean) / self.std
 
 
-def conv_bn_relu(
-    in_channels: int, out_channels: int, stride: int = 1, dilation: int = 1
-) -> nn.Sequential:
-    """3×3 conv (no bias: BN follows) + BatchNorm + ReLU; keeps ceil(size / stride)."""
+def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
+    """3×3 conv (no bias: BN follows) + BatchNorm + ReLU; keeps the size."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, stride, padding=dilation, dilation=dilation,
-                  bias=False),
+        nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
@@ -307,13 +304,32 @@ class DilatedBlock(nn.Module):
         return F.relu(x + self.body(x))
 
 
+class Downsample(nn.Module):
+    """A stride-2 4×4 conv-BN-ReLU whose output cell j is centred on input pixels 2j and 2j+1.
+
+    Heatmap cell j at stride 2 covers input pixels [2j, 2j+2), centre 2j + 0.5. The usual
+    3×3 / padding-1 stride-2 conv centres cell j on pixel 2j instead, a half-pixel bias per level
+    that a network must learn to undo. An even kernel with one pixel of padding before and
+    ``1 + size % 2`` after is centred where the targets are and gives ceil(size / 2) cells.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 4, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.pad(x, [1, 1 + x.shape[-1] % 2, 1, 1 + x.shape[-2] % 2])
+        return F.relu(self.bn(self.conv(x)))
+
+
 class DilatedCNN(nn.Module):
     """A resolution-preserving stack of dilated residual blocks.
 
-    The stem is one stride-1 conv-BN-ReLU, or log2(output_stride) stride-2 ones; then ``depth``
-    :class:`DilatedBlock` s with dilations cycling 1, 2, 4, 8, which grows the receptive field
-    without losing resolution. Stride-2 convs with padding 1 give ceil(size / 2), so no padding
-    or cropping is needed.
+    The stem is one stride-1 conv-BN-ReLU, or log2(output_stride) :class:`Downsample` stages;
+    then ``depth`` :class:`DilatedBlock` s with dilations cycling 1, 2, 4, 8, which grows the
+    receptive field without losing resolution. Each stage gives ceil(size / 2), so no cropping
+    is needed.
 
     Args:
         width: Channels throughout.
@@ -334,7 +350,7 @@ class DilatedCNN(nn.Module):
         self.output_stride = output_stride
         self.out_channels = width
         self.normalize = Normalize()
-        stem = [conv_bn_relu(3 if i == 0 else width, width, stride=2) for i in range(downs)]
+        stem = [Downsample(3 if i == 0 else width, width) for i in range(downs)]
         self.stem = nn.Sequential(*(stem or [conv_bn_relu(3, width)]))
         self.blocks = nn.Sequential(
             *(DilatedBlock(width, self.DILATIONS[i % len(self.DILATIONS)]) for i in range(depth))

@@ -10,6 +10,11 @@ from torch import Tensor, nn
 class HeatmapHead(nn.Module):
     """3×3 conv + ReLU + 1×1 conv to one logit map per keypoint channel.
 
+    The hidden 3×3 conv has ``hidden`` channels, at least as many as the input: a narrow
+    backbone (8 channels) feeding an equally narrow head plateaued at 0.6 AP on 4 images it
+    should memorise; a 32-channel head on the same backbone reaches 1.0, for a small share of
+    the network's cost.
+
     The final bias starts at log(prior / (1 - prior)) and the final weights near zero, so every
     initial sigmoid output is ≈ ``prior`` (CenterNet's low prior): training starts from "almost
     no keypoint anywhere" instead of 0.5 everywhere, which would swamp the loss with negatives.
@@ -18,21 +23,25 @@ class HeatmapHead(nn.Module):
         in_channels: Backbone feature channels (also the hidden width).
         num_channels: Output heatmap channels.
         prior: Initial heatmap probability, in (0, 1).
+        hidden: Channels of the hidden conv (raised to ``in_channels`` if smaller).
 
     Shapes:
         (B, in_channels, h, w) -> (B, num_channels, h, w) logits.
     """
 
-    def __init__(self, in_channels: int, num_channels: int, prior: float = 0.01) -> None:
+    def __init__(
+        self, in_channels: int, num_channels: int, prior: float = 0.01, hidden: int = 32
+    ) -> None:
         super().__init__()
         if in_channels < 1 or num_channels < 1:
             raise ValueError(f"channels must be >= 1, got {in_channels}, {num_channels}")
         if not 0.0 < prior < 1.0:
             raise ValueError(f"prior must be in (0, 1), got {prior}")
         self.num_channels = num_channels
-        self.hidden = nn.Conv2d(in_channels, in_channels, 3, padding=1)
+        hidden = max(hidden, in_channels)
+        self.hidden = nn.Conv2d(in_channels, hidden, 3, padding=1)
         self.relu = nn.ReLU(inplace=True)
-        self.logits = nn.Conv2d(in_channels, num_channels, 1)
+        self.logits = nn.Conv2d(hidden, num_channels, 1)
         # A zero hidden bias and tiny final weights keep initial logits ≈ the bias for any input.
         nn.init.zeros_(self.hidden.bias)
         nn.init.normal_(self.logits.weight, std=1e-3)

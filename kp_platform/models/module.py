@@ -16,6 +16,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
+from kp_platform.config.auto import resolve_auto
 from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
 from kp_platform.metrics import KeypointAP
 from kp_platform.models.losses import heatmap_loss
@@ -26,14 +27,17 @@ class KeypointModule(pl.LightningModule):
     """Trains and validates a KeypointNet.
 
     Args:
-        config: The resolved config as plain data (`config_to_dict`); stored in checkpoints.
+        config: The config as plain data (`config_to_dict`); stored in checkpoints with its
+            `auto` values resolved.
         channel_names: Heatmap channel names, in channel order.
     """
 
     def __init__(self, config: dict[str, Any], channel_names: list[str]) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config, "channel_names": list(channel_names)})
-        self.cfg: Config = config_from_dict(config, source="checkpoint config")
+        self.cfg: Config = resolve_auto(config_from_dict(config, source="checkpoint config"))[0]
+        self.save_hyperparameters(
+            {"config": config_to_dict(self.cfg), "channel_names": list(channel_names)}
+        )
         self.channel_names = list(channel_names)
         self.network: KeypointNet = build_network(
             self.cfg.model, self.cfg.heatmap, len(self.channel_names)
@@ -78,12 +82,19 @@ class KeypointModule(pl.LightningModule):
         )
         return self._target_buffer
 
-    def decode(self, logits: Tensor) -> Detections:
-        """Detections in input pixels from logits, batched on the device."""
+    def decode(self, logits: Tensor, score_threshold: float | None = None) -> Detections:
+        """Detections in input pixels from logits, batched on the device.
+
+        Args:
+            logits: (B, C, h, w) network outputs.
+            score_threshold: Keep peaks above it; default ``eval.score_floor`` (validation
+                scores every peak down to the floor, prediction passes ``eval.score_threshold``).
+        """
+        floor = self.cfg.eval.score_floor if score_threshold is None else score_threshold
         return decode_heatmaps(
             torch.sigmoid(logits.float()),
             nms_radius=self.cfg.eval.nms_radius,
-            score_threshold=self.cfg.eval.score_threshold,
+            score_threshold=floor,
             top_k=self.cfg.eval.top_k or None,
             stride=self.cfg.heatmap.stride,
         )

@@ -40,7 +40,8 @@ def build_network(
     """Builds the configured network.
 
     Reads ``model.backbone``, ``model.width``, ``model.depth``, ``model.pretrained``,
-    ``model.pretrained_path``, ``model.head_prior`` and ``heatmap.stride`` (the output stride).
+    ``model.pretrained_path``, ``model.head_prior``, ``model.head_width`` and ``heatmap.stride``
+    (the output stride).
 
     Args:
         model_cfg: The ``model`` config section.
@@ -51,5 +52,6 @@ def build_network(
         InputError: See :func:`~kp_platform.models.backbones.build_backbone`.
     """
     backbone = build_backbone(model_cfg, heatmap_cfg.stride)
-    head = HeatmapHead(backbone.out_channels, num_channels, prior=model_cfg.head_prior)
+    head = HeatmapHead(backbone.out_channels, num_channels, prior=model_cfg.head_prior,
+                       hidden=model_cfg.head_width)
     return KeypointNet(backbone, head)

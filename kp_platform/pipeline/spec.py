@@ -32,8 +32,8 @@ DATASET_KEYS = ("domain", "num_images", "image_size", "seed")
 EVALUATE_KEYS = ("data", "models", "baseline", "eval")
 # What a checkpoint's weights and outputs are tied to: a stage that starts from (or is compared
 # with) another stage's model takes these from that model's config.
-ARCHITECTURE = ("model.backbone", "model.width", "model.depth", "heatmap.stride",
-                "heatmap.sigma")
+ARCHITECTURE = ("model.backbone", "model.width", "model.depth", "model.head_width",
+                "heatmap.stride", "heatmap.sigma")
 # Keys of a sweep file that the pipeline sets itself (the experiment's name and place).
 SWEEP_OWNED = ("name", "storage_path", "base", "space")
 

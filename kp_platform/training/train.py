@@ -17,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from kp_platform.config import Config, config_to_dict, save_config
+from kp_platform.config.auto import resolve_auto
 from kp_platform.data.datamodule import KeypointDataModule
 from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
@@ -68,6 +69,9 @@ def train(
         if not resume_ckpt.is_file():
             raise InputError("nothing to resume: no checkpoints/last.ckpt", str(run_dir))
         read_checkpoint(resume_ckpt)  # fail early and clearly on a bad file
+    config, chosen = resolve_auto(config)
+    for key, why in chosen.items():
+        print(f"{key} = {why}")
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")

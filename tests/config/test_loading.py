@@ -49,9 +49,9 @@ def test_override_values_parse_to_field_types():
 
 def test_mapping_overrides_are_what_a_sweep_passes():
     base = Config()
-    cfg = apply_overrides(base, {"optim.lr": 0.003, "model.width": 8})
-    assert (cfg.optim.lr, cfg.model.width) == (0.003, 8)
-    assert base.optim.lr != 0.003  # the input is not modified
+    cfg = apply_overrides(base, {"optim.lr": 0.01, "model.width": 16})
+    assert (cfg.optim.lr, cfg.model.width) == (0.01, 16)
+    assert base.optim.lr != 0.01  # the input is not modified
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,9 @@ def _batch(batch_size: int, seed: int) -> dict:
 
 
 def test_targets_reuse_a_buffer_without_leaking_old_keypoints():
-    config = apply_overrides(load_config(), ["model.backbone=unet_tiny", "heatmap.sigma=1.5"])
+    config = apply_overrides(
+        load_config(), ["model.backbone=unet_tiny", "heatmap.sigma=1.5", "heatmap.stride=1"]
+    )
     module = KeypointModule.from_config(config, ["a", "b"])
     first = module.targets(_batch(4, 0))
     second_batch = _batch(4, 1)

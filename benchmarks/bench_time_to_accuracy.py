@@ -1,0 +1,164 @@
+"""Time to accuracy: the project's defaults vs a reference that mirrors the seed framework.
+
+Generates a seeded data set of the seed framework's kind (filled quadrilaterals on noise,
+`kp_platform.data.quads`: 200 train / 40 val images of 256², 1-3 quads each, channels
+`kp0=kp1:kp2=kp3`, thresholds 2 and 4 px) and trains, each in a fresh process so the clock
+starts at process start as a user's would:
+
+  (a) defaults: only the data paths, channels, input size and thresholds set (and AP every
+      epoch, so the curve is visible);
+  (b) reference: the seed framework's published defaults: its U-Net shape (`seed_unet`: 32
+      channels, 2 down-samplings, residual blocks), BCE on sigma=2 Gaussians at full
+      resolution, Adam 3e-4 without weight decay or schedule, batch 8, 0.01 score floor.
+
+Both run with wandb and the progress bar off (logging is not what is compared), on
+`--threads` torch threads, for 3 training seeds each. A run stops once it reaches the last
+target (`--stop-at`) or its epoch budget. Prints s/epoch, `val/map` per epoch, time to 0.8 and
+to 0.85 (seconds from process start), and the ratio (a)/(b) per seed.
+
+    .venv/bin/python benchmarks/bench_time_to_accuracy.py            # about 15-20 minutes
+    .venv/bin/python benchmarks/bench_time_to_accuracy.py --seeds 0 --only defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS = (0.8, 0.85)
+BASE = [
+    "data.channels=kp0=kp1:kp2=kp3",
+    "data.input_size=[256,256]",
+    "eval.thresholds=[2,4]",
+    "eval.eval_every=1",
+    "logging.wandb.mode=disabled",
+    "trainer.progress_bar=false",
+]
+CONFIGS = {
+    "defaults": [],
+    "reference": [
+        "model.backbone=seed_unet", "model.loss=bce", "model.head_prior=0.5",
+        "heatmap.stride=1", "heatmap.sigma=2", "optim.optimizer=adam", "optim.lr=3e-4",
+        "optim.weight_decay=0", "optim.schedule=none", "optim.warmup_epochs=0",
+        "data.batch_size=8", "eval.score_floor=0.01", "trainer.max_epochs=12",
+    ],
+}
+
+# Runs inside the child process: trains and appends one JSON line per evaluation.
+CHILD = r"""
+import json, sys, time
+import pytorch_lightning as pl
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from kp_platform.config import apply_overrides, load_config
+from kp_platform.training import train
+
+out, stop_at, start = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+
+class Clock(pl.Callback):
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking or module.last_evaluated_epoch != trainer.current_epoch:
+            return
+        score = module.last_metrics["map"]
+        with open(out, "a") as f:
+            f.write(json.dumps({"epoch": trainer.current_epoch + 1, "map": score,
+                                "seconds": time.time() - start}) + "\n")
+        if score >= stop_at:
+            trainer.should_stop = True
+
+overrides = sys.argv[5:]
+config = apply_overrides(load_config(None), overrides)
+train(config, extra_callbacks=[Clock()])
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds (default: 0 1 2)")
+    parser.add_argument("--only", choices=sorted(CONFIGS), default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--stop-at", type=float, default=max(TARGETS),
+                        help="stop a run once val/map reaches this (default: 0.85)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="where to write the data set (default: a temporary folder)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra overrides for (a), to try candidate defaults")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or Path(tmp) / "data"
+        train_json, val_json = make_data(data)
+        names = [args.only] if args.only else list(CONFIGS)
+        curves: dict[str, dict[int, list[dict]]] = {}
+        for name in names:
+            extra = CONFIGS[name] + (args.set if name == "defaults" else [])
+            for seed in args.seeds:
+                overrides = [f"data.train={train_json}", f"data.val={val_json}", *BASE, *extra,
+                             f"trainer.seed={seed}", f"trainer.run_root={tmp}/runs",
+                             f"trainer.name={name}-{seed}"]
+                curve = run(overrides, args.threads, args.stop_at, Path(tmp) / f"{name}-{seed}")
+                curves.setdefault(name, {})[seed] = curve
+                print(describe(name, seed, curve), flush=True)
+        if len(curves) == 2:
+            print_ratios(curves, args.seeds)
+
+
+def make_data(root: Path) -> tuple[Path, Path]:
+    from kp_platform.data.quads import generate_quads
+
+    train_json = root / "train" / "annotations.json"
+    val_json = root / "val" / "annotations.json"
+    if not train_json.is_file():
+        generate_quads(root / "train", 200, 256, seed=0)
+    if not val_json.is_file():
+        generate_quads(root / "val", 40, 256, seed=1)
+    return train_json, val_json
+
+
+def run(overrides: list[str], threads: int, stop_at: float, log: Path) -> list[dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled"}
+    # The clock starts just before the child process does, as a user's `time kp train` would.
+    command = [sys.executable, "-c", CHILD, str(threads), str(log), str(stop_at),
+               repr(time.time()), *overrides]
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def time_to(curve: list[dict], target: float) -> float | None:
+    return next((p["seconds"] for p in curve if p["map"] >= target), None)
+
+
+def describe(name: str, seed: int, curve: list[dict]) -> str:
+    epochs = len(curve)
+    # s/epoch from the spacing of evaluations, so process start-up is not counted in it.
+    per_epoch = ((curve[-1]["seconds"] - curve[0]["seconds"]) / (epochs - 1)
+                 if epochs > 1 else curve[0]["seconds"])
+    maps = " ".join(f"{p['map']:.2f}" for p in curve)
+    reached = "  ".join(f"t({t})={_seconds(time_to(curve, t))}" for t in TARGETS)
+    return f"{name:9s} seed {seed}: {per_epoch:5.1f} s/epoch  {reached}  val/map: {maps}"
+
+
+def print_ratios(curves: dict[str, dict[int, list[dict]]], seeds: list[int]) -> None:
+    for target in TARGETS:
+        parts = []
+        for seed in seeds:
+            a = time_to(curves["defaults"][seed], target)
+            b = time_to(curves["reference"][seed], target)
+            parts.append(f"seed {seed}: " + (f"{a / b:.2f}" if a and b else
+                                              f"{_seconds(a)} / {_seconds(b)}"))
+        print(f"ratio (a)/(b) time to {target}: " + ", ".join(parts))
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f}s"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Every backbone's output grid lies where the heatmap targets put it: no half-pixel bias.
+
+Targets place heatmap cell j at stride s on input pixel ``j * s + (s - 1) / 2`` (the centre of
+the s input pixels it covers). Where a backbone's cell is centred is measured with a linear
+probe: a copy whose convolutions average (positive weights summing to 1), whose normalisations
+and activations are the identity and whose max-pools are average pools. Every layer is then
+linear, and an output cell's value on the ramp image ``x`` divided by its value on a constant
+image is the centroid of its impulse response: the input position the cell is centred on.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kp_platform.heatmaps import decode_heatmaps, encode_heatmaps
+from kp_platform.models.backbones import Normalize, create_backbone, list_backbones
+from kp_platform.models.seed_unet import seed_unet  # noqa: F401  (registers it)
+
+SIZE = 256  # large enough that the centre cells hardly feel the borders
+# A ResNet's "same"-padded stride-2 convs centre level-r cells on r * j, not r * j + (r - 1) / 2:
+# measured 0.85 px off at output stride 1, 4 px at 8. Fixing it means resampling each encoder
+# level inside the decoder; until then this documents the bias (strict: a fix must remove it).
+# (ConvNeXt's patchify stem and 2×2 downsampling are aligned by construction; its LayerNorm
+# and layer-scale blocks defeat the linear probe, so it is not measured here.)
+TIMM_ENCODERS = (
+    pytest.param("timm:resnet18", marks=pytest.mark.xfail(strict=True, reason="half-pixel bias")),
+)
+
+
+def linear_probe(backbone: nn.Module) -> nn.Module:
+    probe = copy.deepcopy(backbone).eval()
+    for name, module in list(probe.named_modules()):
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            fan_in = module.weight[0].numel()
+            nn.init.constant_(module.weight, 1.0 / fan_in)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, Normalize):
+            module.mean.zero_()
+            module.std.fill_(1.0)
+        elif isinstance(module, nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.eps = 0.0
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        replacement = _linear_replacement(module)
+        if replacement is not None and name:
+            parent_name, _, child = name.rpartition(".")
+            setattr(probe.get_submodule(parent_name) if parent_name else probe, child,
+                    replacement)
+    for name, param in probe.named_parameters():
+        if name.endswith("gamma"):  # layer scales (timm's convnext)
+            nn.init.ones_(param)
+    return probe
+
+
+def _linear_replacement(module: nn.Module) -> nn.Module | None:
+    if isinstance(module, nn.MaxPool2d):
+        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                            ceil_mode=module.ceil_mode)
+    if isinstance(module, nn.ReLU | nn.GELU | nn.SiLU | nn.LayerNorm | nn.Hardswish):
+        return nn.Identity()
+    if type(module).__name__.startswith("LayerNorm"):  # timm's LayerNorm2d
+        return nn.Identity()
+    return None
+
+
+def cell_centres(backbone: nn.Module, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """(x centres of the middle row's cells, y centres of the middle column's), input pixels."""
+    monkeypatch.setattr(F, "max_pool2d", lambda x, k, *a, **kw: F.avg_pool2d(x, k, *a, **kw))
+    monkeypatch.setattr(F, "relu", lambda x, *a, **kw: x)
+    probe = linear_probe(backbone)
+    coords = torch.arange(SIZE, dtype=torch.float64)
+    ramp_x = coords.view(1, 1, 1, -1).expand(1, 3, SIZE, SIZE)
+    ramp_y = coords.view(1, 1, -1, 1).expand(1, 3, SIZE, SIZE)
+    ones = torch.ones(1, 3, SIZE, SIZE, dtype=torch.float64)
+    probe = probe.double()
+    with torch.no_grad():
+        out_x, out_y, out_1 = (probe(t).mean(dim=1)[0] for t in (ramp_x, ramp_y, ones))
+    middle = out_1.shape[0] // 2
+    return out_x[middle] / out_1[middle], out_y[:, middle] / out_1[:, middle]
+
+
+def backbones_to_check() -> list:
+    return [*list_backbones(), *TIMM_ENCODERS]
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 8])
+@pytest.mark.parametrize("name", backbones_to_check())
+def test_output_cells_are_centred_where_the_targets_are(
+    name: str, stride: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs = {"width": 4, "depth": 2} if name in ("unet", "dilated_cnn") else {}
+    if name.startswith("timm:"):
+        kwargs = {"width": 4}
+    if name == "timm:resnet18" and stride > 1:
+        pytest.skip("measured at output stride 1 only (each probe takes seconds)")
+    backbone = create_backbone(name, output_stride=stride, **kwargs)
+    centres_x, centres_y = cell_centres(backbone, monkeypatch)
+    cells = len(centres_x)
+    expected = torch.arange(cells, dtype=torch.float64) * stride + (stride - 1) / 2
+    middle = slice(cells // 2 - 2, cells // 2 + 2)  # the cells least touched by the borders
+    torch.testing.assert_close(centres_x[middle], expected[middle], atol=0.02, rtol=0)
+    torch.testing.assert_close(centres_y[middle], expected[middle], atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4, 8])
+def test_a_perfectly_learned_target_decodes_to_the_label(stride: int) -> None:
+    keypoints = torch.tensor([[[[30.3, 41.7], [77.8, 12.2]]]])  # (B, C, K, 2), sub-pixel
+    mask = torch.ones(1, 1, 2, dtype=torch.bool)
+    targets = encode_heatmaps(keypoints, mask, 96, 96, sigma=2.0, stride=stride)
+    detections = decode_heatmaps(targets, nms_radius=2, score_threshold=0.01, stride=stride)
+    found = detections.xy[0, 0][detections.valid[0, 0]]
+    found = found[found[:, 0].argsort()]
+    torch.testing.assert_close(found, keypoints[0, 0], atol=2e-3, rtol=0)
