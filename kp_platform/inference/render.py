@@ -21,6 +21,8 @@ PALETTE = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )
+# Longer channel names are cut in the legend.
+_LEGEND_CHARS = 24
 # Output container → fourcc that OpenCV's bundled FFmpeg writes.
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v"}
 
@@ -45,7 +47,7 @@ def draw_detections(
     """
     canvas = np.ascontiguousarray(pixels.copy())
     height, width = canvas.shape[:2]
-    unit = max(1.0, min(height, width) / 100)  # marker and text size follow the image size
+    unit = _unit(height, width)
     shift = 4  # sub-pixel drawing: coordinates in 1/16 pixel
     for channel, points in enumerate(detections):
         colour = channel_colour(channel)
@@ -59,25 +61,41 @@ def draw_detections(
     return canvas
 
 
-def _draw_legend(canvas: np.ndarray, channel_names: Sequence[str], unit: float) -> None:
-    """Channel swatches and names in a dark box in the top-left corner."""
-    scale = 0.3 * unit
-    thickness = max(1, int(round(unit / 2)))
-    line = int(round(12 * unit))
-    sizes = [cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0]
+def legend_box(shape: tuple[int, ...], channel_names: Sequence[str]) -> tuple[int, int]:
+    """(height, width) of the legend on an image of `shape` (H, W, ...), clipped to it."""
+    height, width = shape[:2]
+    layout = _legend_layout(channel_names, _unit(height, width))
+    return min(layout["box_h"], height), min(layout["box_w"], width)
+
+
+def _unit(height: int, width: int) -> float:
+    """Marker and text sizes follow the image size: 1 up to 100 pixels."""
+    return max(1.0, min(height, width) / 100)
+
+
+def _legend_layout(channel_names: Sequence[str], unit: float) -> dict:
+    names = [name if len(name) <= _LEGEND_CHARS else name[: _LEGEND_CHARS - 3] + "..."
              for name in channel_names]
-    box_w = int(line * 1.5 + max((w for w, _ in sizes), default=0))
-    box_h = line * len(channel_names) + int(round(4 * unit))
-    region = canvas[:box_h, :box_w]
+    scale, thickness, line = 0.3 * unit, max(1, int(round(unit / 2))), int(round(12 * unit))
+    widths = [cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0][0]
+              for n in names]
+    return {"names": names, "scale": scale, "thickness": thickness, "line": line,
+            "box_w": int(line * 1.5 + max(widths, default=0)),
+            "box_h": line * len(names) + int(round(4 * unit))}
+
+
+def _draw_legend(canvas: np.ndarray, channel_names: Sequence[str], unit: float) -> None:
+    """Channel swatches and names in a darkened box in the top-left corner."""
+    layout = _legend_layout(channel_names, unit)
+    region = canvas[: layout["box_h"], : layout["box_w"]]
     region[:] = (region * 0.4).astype(np.uint8)
-    for channel, name in enumerate(channel_names):
-        top = int(round(2 * unit)) + line * channel
-        swatch = int(round(8 * unit))
-        cv2.rectangle(canvas, (int(round(2 * unit)), top),
-                      (int(round(2 * unit)) + swatch, top + swatch),
+    margin, swatch, line = int(round(2 * unit)), int(round(8 * unit)), layout["line"]
+    for channel, name in enumerate(layout["names"]):
+        top = margin + line * channel
+        cv2.rectangle(canvas, (margin, top), (margin + swatch, top + swatch),
                       channel_colour(channel), -1)
-        cv2.putText(canvas, name, (int(line * 1.2), top + swatch),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(canvas, name, (int(line * 1.2), top + swatch), cv2.FONT_HERSHEY_SIMPLEX,
+                    layout["scale"], (255, 255, 255), layout["thickness"], cv2.LINE_AA)
 
 
 class Renderer:
