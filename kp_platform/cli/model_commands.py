@@ -80,8 +80,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from kp_platform.errors import InputError
     from kp_platform.inference import export_model, load_module
 
-    path = export_model(load_module(args.checkpoint), args.format, args.out)
+    if args.image_size and not args.with_decoding:
+        raise InputError("only the decoding maps keypoints to an image size; add "
+                         "--with-decoding", "--image-size")
+    path = export_model(load_module(args.checkpoint), args.format, args.out,
+                        with_decoding=args.with_decoding, image_size=args.image_size)
     print(f"wrote {path}")
     return 0
