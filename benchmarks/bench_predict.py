@@ -68,6 +68,22 @@ def frames_per_second(detector: Detector, video: Path, batch_size: int, repeats:
     return count / best
 
 
+def network_ms(detector: Detector, batch_size: int, repeats: int) -> float:
+    """The network alone, ms per frame (best of `repeats` after a warm-up)."""
+    size = detector.config.data.input_size
+    images = torch.rand(batch_size, 3, *size, device=detector.device)
+    best = float("inf")
+    with torch.no_grad():
+        detector.module(images)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            detector.module(images)
+            if detector.device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return 1000 * best / batch_size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accelerator", default="cpu")
@@ -83,14 +99,16 @@ def main() -> None:
         video = write_video(Path(tmp) / "bench.mp4", args.frames)
         print(f"device {device}, {args.frames} frames of 640x480, torch threads "
               f"{torch.get_num_threads()}")
-        print("| input | batch 1 | batch 16 | ratio |")
-        print("|---|---|---|---|")
+        print("| input | batch 1 | batch 16 | ratio | network alone, batch 1 / 16 |")
+        print("|---|---|---|---|---|")
         for size in (128, 256):
             detector = demo_detector(size, device)
             one = frames_per_second(detector, video, 1, args.repeats)
             sixteen = frames_per_second(detector, video, 16, args.repeats)
+            alone = [network_ms(detector, b, args.repeats) for b in (1, 16)]
             print(f"| {size}² | {one:.1f} frames/s | {sixteen:.1f} frames/s | "
-                  f"{sixteen / one:.2f}x |", flush=True)
+                  f"{sixteen / one:.2f}x | {alone[0]:.1f} / {alone[1]:.1f} ms per frame |",
+                  flush=True)
 
 
 if __name__ == "__main__":
