@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-# kp_platform.inference.ACCELERATORS; not imported here so that `kp --help` stays fast.
+# kp_platform.inference.settings.ACCELERATORS, not imported so that `kp --help` stays fast.
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,6 +49,7 @@ def draw_detections(
     canvas = np.ascontiguousarray(pixels.copy())
     height, width = canvas.shape[:2]
     unit = _unit(height, width)
+    _draw_legend(canvas, channel_names, unit)  # first: markers stay visible over it
     shift = 4  # sub-pixel drawing: coordinates in 1/16 pixel
     for channel, points in enumerate(detections):
         colour = channel_colour(channel)
@@ -57,7 +59,6 @@ def draw_detections(
             r = int(round(radius * (1 << shift)))
             cv2.circle(canvas, centre, r, colour, -1, cv2.LINE_AA, shift)
             cv2.circle(canvas, centre, r, (0, 0, 0), 1, cv2.LINE_AA, shift)
-    _draw_legend(canvas, channel_names, unit)
     return canvas
 
 
@@ -73,7 +74,8 @@ def _unit(height: int, width: int) -> float:
     return max(1.0, min(height, width) / 100)
 
 
-def _legend_layout(channel_names: Sequence[str], unit: float) -> dict:
+def _legend_layout(channel_names: Sequence[str], unit: float) -> dict[str, Any]:
+    """Legend names (long ones cut), text scale and thickness, line height, box size."""
     names = [name if len(name) <= _LEGEND_CHARS else name[: _LEGEND_CHARS - 3] + "..."
              for name in channel_names]
     scale, thickness, line = 0.3 * unit, max(1, int(round(unit / 2))), int(round(12 * unit))

@@ -10,7 +10,7 @@ Image ids never collide within one prediction file:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,7 @@ def open_video(path: Path) -> cv2.VideoCapture:
 
 
 def iter_frames(
-    sources: Sequence[Source], rule: str, keep: Any = None
+    sources: Sequence[Source], rule: str, keep: Callable[[int], bool] | None = None
 ) -> Iterator[Frame]:
     """Reads every image and video frame, in order.
 

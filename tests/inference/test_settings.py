@@ -8,6 +8,13 @@ from kp_platform.errors import InputError
 from kp_platform.inference import DecodeOptions, Detector, load_module, resolve_device
 
 
+def test_the_command_offers_the_accelerators_there_are():
+    from kp_platform.cli.model_commands import ACCELERATORS as offered
+    from kp_platform.inference.settings import ACCELERATORS
+
+    assert offered == ACCELERATORS
+
+
 def test_auto_prefers_cuda_then_mps_then_cpu():
     mps = getattr(torch.backends, "mps", None)
     expected = ("cuda" if torch.cuda.is_available()
