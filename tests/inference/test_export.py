@@ -11,7 +11,7 @@ import torch
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.data.image_io import read_rgb
 from kp_platform.data.synth import generate_dataset
-from kp_platform.inference import Detector
+from kp_platform.inference import Detector, export_model
 
 IMAGE_SIZE = 48  # the validation images; the network input is 32x32
 
@@ -60,6 +60,25 @@ def test_export_with_decoding_matches_detector(fmt, sharp_checkpoint, validation
         props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
         assert json.loads(props["channels"]) == detector.channel_names
         assert json.loads(props["image_size"]) == [IMAGE_SIZE, IMAGE_SIZE]
+
+
+def test_letterboxed_frames_of_another_shape(sharp_checkpoint, frames, tmp_path):
+    """40 x 48 video frames letterboxed into the 32 x 32 input: padding rows, anisotropic map."""
+    checkpoint = torch.load(sharp_checkpoint, map_location="cpu", weights_only=True)
+    checkpoint["hyper_parameters"]["config"]["data"]["resize_mode"] = "letterbox"
+    letterbox = tmp_path / "letterbox.ckpt"
+    torch.save(checkpoint, letterbox)
+    detector = Detector.from_checkpoint(letterbox)
+    out = export_model(detector.module, "onnx", tmp_path / "m.onnx", with_decoding=True,
+                       image_size=frames[0].shape[:2])
+    inputs = torch.stack([detector.prepare(f)[0] for f in frames])
+    keypoints, valid = run_exported("onnx", out, (inputs.float() / 255).numpy())
+    for b, per_channel in enumerate(detector.predict(frames)):
+        for c, name in enumerate(detector.channel_names):
+            want, got = per_channel[name], keypoints[b, c][valid[b, c]]
+            assert got.shape == want.shape, (b, name)
+            np.testing.assert_allclose(got[:, :2], want[:, :2], rtol=0, atol=1e-3)
+            np.testing.assert_allclose(got[:, 2], want[:, 2], rtol=0, atol=1e-4)
 
 
 def test_image_size_needs_the_decoding(sharp_checkpoint, run_kp, tmp_path):
