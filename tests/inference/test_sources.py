@@ -5,6 +5,7 @@ import json
 import cv2
 import pytest
 
+from kp_platform.inference.sources import collect_sources, iter_frames
 from tests.inference.conftest import write_video
 
 
@@ -47,3 +48,21 @@ def test_bad_inputs_are_one_line_errors(setup, message, tmp_path, run_kp, traine
     assert code == 2
     assert err.startswith(f"error: {target}: ") and message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_two_videos_are_numbered_on_with_their_frame_indices(frames, tmp_path):
+    one = write_video(tmp_path / "one.mp4", frames[:2])
+    two = write_video(tmp_path / "two.avi", frames[:3])
+    sources, rule = collect_sources([one, two])
+    assert rule == "sequential"
+    read = [(f.image_id, f.frame, f.entry(sources)["source"]) for f in iter_frames(sources, rule)]
+    assert read == [(1, 0, str(one)), (2, 1, str(one)), (3, 0, str(two)), (4, 1, str(two)),
+                    (5, 2, str(two))]
+
+
+def test_render_names_stay_unique(frames, tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), frames[0])
+    sources, _ = collect_sources([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"])
+    assert [s.name for s in sources] == ["x.png", "2-x.png"]
