@@ -6,77 +6,87 @@ import argparse
 import json
 from pathlib import Path
 
+# kp_platform.inference.settings.ACCELERATORS, not imported so that `kp --help` stays fast.
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser(
-        "predict", help="detect keypoints in images and write a prediction file",
-        description="Detect keypoints with a checkpoint. INPUT is an image file, a folder of "
-        "images or a COCO JSON (its images are used). The output follows the prediction format "
-        '[{"image_id", "file_name", "detections": {CHANNEL: [[x, y, score], ...]}}] in '
-        "original-image pixels; image ids come from the COCO file, else 1, 2, ... in input order.",
+        "predict", help="detect keypoints in images and videos and write a prediction file",
+        description="Detect keypoints with a checkpoint. INPUT is an image file, a video file "
+        "OpenCV reads (mp4, avi, ...), a folder (searched recursively for images and videos, "
+        "sorted by path) or a COCO JSON (its images). The output is a JSON list of "
+        '{"image_id", "detections": {CHANNEL: [[x, y, score], ...]}} in original-image pixels, '
+        'with "file_name" for an image, "source" and "frame" for a video frame. Image ids: '
+        "a single COCO file keeps its ids, a single video uses the frame index (from 0), "
+        "anything else is numbered 1, 2, ... in reading order.",
     )
     predict.add_argument("--checkpoint", required=True, metavar="CKPT")
     predict.add_argument("inputs", nargs="+", metavar="INPUT")
     predict.add_argument("--out", required=True, metavar="PRED.json")
+    predict.add_argument("--render", metavar="DIR",
+                         help="write copies of the images and videos with the detections drawn")
+    predict.add_argument("--min-score", type=float, default=None,
+                         help="drop detections scoring below this (in --out and --render); "
+                         "default: everything above the checkpoint's eval.score_threshold")
     predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--workers", type=int, default=0,
+                         help="loader processes that decode images and frames (default 0)")
+    predict.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
+                         help="auto: CUDA when present, else MPS, else the CPU")
+    predict.add_argument("--devices", type=int, default=1, help="prediction uses one device")
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser(
         "export", help="export the network to ONNX or TorchScript",
         description="Export the network of a checkpoint. The file maps (B, 3, H, W) RGB in "
-        "[0, 1] at the checkpoint's data.input_size to (B, C, H/s, W/s) heatmaps in [0, 1].",
+        "[0, 1] at the checkpoint's data.input_size to (B, C, H/s, W/s) heatmaps in [0, 1]. "
+        "With --with-decoding it returns, per image and channel, the top-k keypoints instead: "
+        "'keypoints' (B, C, K, 3) (x, y, score) in the pixels of an original image of "
+        "--image-size, and 'valid' (B, C, K).",
     )
     export.add_argument("--checkpoint", required=True, metavar="CKPT")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--with-decoding", action="store_true",
+                        help="include peak decoding and the mapping to original-image pixels")
+    export.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="original image size the decoded keypoints refer to (default: "
+                        "data.input_size)")
     export.set_defaults(func=run_export)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from kp_platform.inference import Detector, resolve_device
+    from kp_platform.inference.sources import collect_sources
+    from kp_platform.inference.stream import predict_sources
 
-    from kp_platform.data.coco import CocoKeypoints
-    from kp_platform.errors import InputError
-    from kp_platform.inference import Detector
-
-    items: list[tuple[int, Path]] = []
-    for text in args.inputs:
-        path = Path(text)
-        if path.suffix.lower() == ".json":
-            items += [(image.id, image.path) for image in CocoKeypoints.load(path).images]
-        elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            items += [(len(items) + i + 1, p) for i, p in enumerate(files)]
-        elif path.is_file():
-            items.append((len(items) + 1, path))
-        else:
-            raise InputError("no such image, folder or COCO file", text)
-    if not items:
-        raise InputError("no images found", " ".join(args.inputs))
-    detector = Detector.from_checkpoint(args.checkpoint)
+    sources, rule = collect_sources(args.inputs)
+    device = resolve_device(args.accelerator, args.devices)
+    detector = Detector.from_checkpoint(args.checkpoint, device)
     entries = []
-    for start in tqdm(range(0, len(items), args.batch_size), desc="predict", unit="batch"):
-        chunk = items[start : start + args.batch_size]
-        results = detector.predict([p for _, p in chunk], batch_size=args.batch_size)
-        for (image_id, path), per_channel in zip(chunk, results, strict=True):
-            entries.append({
-                "image_id": image_id,
-                "file_name": str(path),
-                "detections": {name: points.tolist() for name, points in per_channel.items()},
-            })
+    for entry in predict_sources(detector, sources, rule, batch_size=args.batch_size,
+                                 workers=args.workers, min_score=args.min_score,
+                                 render=args.render, progress=True):
+        entry["detections"] = {name: points.tolist()
+                               for name, points in entry["detections"].items()}
+        entries.append(entry)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(entries) + "\n")
-    print(f"wrote {len(entries)} predictions to {out}")
+    rendered = f"; rendered into {args.render}" if args.render else ""
+    print(f"wrote {len(entries)} predictions to {out}{rendered}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from kp_platform.errors import InputError
     from kp_platform.inference import export_model, load_module
 
-    path = export_model(load_module(args.checkpoint), args.format, args.out)
+    if args.image_size and not args.with_decoding:
+        raise InputError("only the decoding maps keypoints to an image size; add "
+                         "--with-decoding", "--image-size")
+    path = export_model(load_module(args.checkpoint), args.format, args.out,
+                        with_decoding=args.with_decoding, image_size=args.image_size)
     print(f"wrote {path}")
     return 0

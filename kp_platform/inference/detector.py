@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from kp_platform.config import Config
@@ -23,6 +24,8 @@ from kp_platform.data.dataset import KeypointDataset, collate_keypoints
 from kp_platform.data.image_io import read_rgb
 from kp_platform.data.resize import resize_image
 from kp_platform.errors import InputError
+from kp_platform.heatmaps import Detections, decode_heatmaps
+from kp_platform.inference.settings import ACCELERATORS, DecodeOptions, resolve_device
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.checkpoints import checkpoint_config, read_checkpoint
 
@@ -37,19 +40,23 @@ def load_module(path: str | Path, map_location: str = "cpu") -> KeypointModule:
 
 
 class Detector:
-    """Keypoint detection with a trained model.
+    """Keypoint detection with a trained model, batched, decoding on the model's device.
 
     Args:
         module: A trained KeypointModule (see `from_checkpoint`).
-        device: Where the network runs.
+        device: Where the network and the peak decoding run: a torch device, or an
+            accelerator name ("auto" picks CUDA, else MPS, else the CPU).
     """
 
-    def __init__(self, module: KeypointModule, device: str = "cpu") -> None:
-        self.module = module.to(device).eval()
-        self.device = device
+    def __init__(self, module: KeypointModule, device: str | torch.device = "cpu") -> None:
+        if isinstance(device, str) and device in ACCELERATORS:
+            device = resolve_device(device)
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+        self.options = DecodeOptions.from_config(module.cfg)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Detector:
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Detector:
         return cls(load_module(path), device)
 
     @property
@@ -60,37 +67,71 @@ class Detector:
     def channel_names(self) -> list[str]:
         return self.module.channel_names
 
-    @torch.no_grad()
-    def predict(
-        self, images: Sequence[np.ndarray | str | Path], batch_size: int = 8
-    ) -> list[dict[str, np.ndarray]]:
-        """Detects keypoints.
+    def prepare(self, pixels: np.ndarray) -> tuple[Tensor, np.ndarray]:
+        """Resizes one image to the network input.
 
         Args:
-            images: File paths or (H, W, 3) uint8 RGB arrays, any sizes.
-            batch_size: Images per forward pass.
+            pixels: (H, W, 3) uint8 RGB.
+
+        Returns:
+            (3, h, w) uint8 tensor at `data.input_size`, and its (4,) affine (sx, sy, tx, ty).
+        """
+        data = self.config.data
+        resized, affine = resize_image(_as_rgb(pixels), tuple(data.input_size),
+                                       data.resize_mode)
+        return torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1), \
+            affine.as_array()
+
+    @torch.no_grad()
+    def predict_batch(
+        self, images: Tensor, affines: np.ndarray, min_score: float | None = None
+    ) -> list[dict[str, np.ndarray]]:
+        """Runs the network and the peak decoding on the device for one batch.
+
+        Args:
+            images: (B, 3, h, w) uint8 RGB at `data.input_size` (from `prepare`).
+            affines: (B, 4) per image (sx, sy, tx, ty), original to input pixels.
+            min_score: Drop detections scoring below it.
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
             pixels, best first.
         """
-        data = self.config.data
+        batch = images.to(self.device, non_blocking=True).float() / 255
+        logits = self.module(batch)
+        detections = decode_heatmaps(torch.sigmoid(logits.float()), **self.options.as_kwargs())
+        if detections.xy.device.type == "mps":  # no float64 on MPS; only detections move
+            detections = Detections(detections.xy.cpu(), detections.scores.cpu(),
+                                    detections.valid.cpu())
+        per_image = detections.to_original(np.asarray(affines)).to_lists()
+        results = []
+        for channels in per_image:
+            if min_score is not None:
+                channels = [points[points[:, 2] >= min_score] for points in channels]
+            results.append(dict(zip(self.channel_names, channels, strict=True)))
+        return results
+
+    def predict(
+        self, images: Sequence[np.ndarray | str | Path], batch_size: int = 8,
+        min_score: float | None = None,
+    ) -> list[dict[str, np.ndarray]]:
+        """Detects keypoints in images.
+
+        Args:
+            images: File paths or (H, W, 3) uint8 RGB arrays, any sizes.
+            batch_size: Images per forward pass.
+            min_score: Drop detections scoring below it.
+
+        Returns:
+            Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
+            pixels, best first.
+        """
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(images), batch_size):
-            tensors, affines = [], []
-            for item in images[start : start + batch_size]:
-                pixels = read_rgb(item) if isinstance(item, (str, Path)) else _as_rgb(item)
-                resized, affine = resize_image(pixels, tuple(data.input_size), data.resize_mode)
-                pixels_chw = torch.from_numpy(np.array(resized)).permute(2, 0, 1)
-                tensors.append(pixels_chw.float() / 255)
-                affines.append(affine.as_array())
-            batch = torch.stack(tensors).to(self.device)
-            detections = self.module.decode(
-                self.module(batch), self.module.cfg.eval.score_threshold
-            )
-            per_image = detections.to_original(np.stack(affines)).to_lists()
-            results += [dict(zip(self.channel_names, channels, strict=True))
-                        for channels in per_image]
+            prepared = [self.prepare(read_rgb(item) if isinstance(item, (str, Path)) else item)
+                        for item in images[start : start + batch_size]]
+            results += self.predict_batch(torch.stack([p[0] for p in prepared]),
+                                          np.stack([p[1] for p in prepared]), min_score)
         return results
 
 

@@ -1,0 +1,72 @@
+"""What prediction reads from a checkpoint's config, and where it runs.
+
+`DecodeOptions.from_config` is the one place that turns config keys into peak-decoding options
+for prediction and export, so a prediction threshold separate from validation's only changes here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from kp_platform.config import Config
+from kp_platform.errors import InputError
+
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Keyword arguments of `decode_heatmaps` for prediction.
+
+    Attributes:
+        nms_radius: A peak suppresses everything within this many heatmap cells.
+        score_threshold: Peaks must be strictly above it.
+        top_k: Detections kept per channel and image; None keeps all.
+        stride: Output stride of the heatmaps.
+    """
+
+    nms_radius: int
+    score_threshold: float
+    top_k: int | None
+    stride: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> DecodeOptions:
+        return cls(
+            nms_radius=config.eval.nms_radius,
+            score_threshold=config.eval.score_threshold,
+            top_k=config.eval.top_k or None,
+            stride=config.heatmap.stride,
+        )
+
+    def as_kwargs(self) -> dict[str, int | float | None]:
+        return {"nms_radius": self.nms_radius, "score_threshold": self.score_threshold,
+                "top_k": self.top_k, "stride": self.stride}
+
+
+def resolve_device(accelerator: str = "auto", devices: int = 1) -> torch.device:
+    """The device prediction runs on.
+
+    Args:
+        accelerator: auto (CUDA when present, else MPS, else CPU), cpu, cuda or mps.
+        devices: How many devices; prediction runs on one.
+
+    Raises:
+        InputError: an unknown accelerator, one that is not available, or devices != 1.
+    """
+    if accelerator not in ACCELERATORS:
+        raise InputError(f"unknown accelerator {accelerator!r}; choose from {ACCELERATORS}",
+                         "--accelerator")
+    if devices != 1:
+        raise InputError(f"prediction runs on one device, got {devices}", "--devices")
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if accelerator == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise InputError("CUDA is not available on this machine", "--accelerator")
+    if accelerator == "mps" and not has_mps:
+        raise InputError("MPS is not available on this machine", "--accelerator")
+    return torch.device(accelerator)

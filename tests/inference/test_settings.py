@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kp_platform.errors import InputError
+from kp_platform.inference import DecodeOptions, Detector, load_module, resolve_device
+
+
+def test_the_command_offers_the_accelerators_there_are():
+    from kp_platform.cli.model_commands import ACCELERATORS as offered
+    from kp_platform.inference.settings import ACCELERATORS
+
+    assert offered == ACCELERATORS
+
+
+def test_auto_prefers_cuda_then_mps_then_cpu():
+    mps = getattr(torch.backends, "mps", None)
+    expected = ("cuda" if torch.cuda.is_available()
+                else "mps" if mps is not None and mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("accelerator,devices,message", [
+    ("tpu", 1, "unknown accelerator 'tpu'"),
+    ("cpu", 2, "prediction runs on one device"),
+])
+def test_bad_device_requests(accelerator, devices, message):
+    with pytest.raises(InputError, match=message):
+        resolve_device(accelerator, devices)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_an_input_error(sharp_checkpoint, tmp_path, run_kp):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    code, _, err = run_kp("predict", "--checkpoint", sharp_checkpoint, image, "--out",
+                          tmp_path / "p.json", "--accelerator", "cuda")
+    assert code == 2 and err == "error: --accelerator: CUDA is not available on this machine\n"
+
+
+def test_decode_options_come_from_the_checkpoint_config(sharp_checkpoint):
+    config = load_module(sharp_checkpoint).cfg
+    options = DecodeOptions.from_config(config)
+    assert options.score_threshold == config.eval.score_threshold == 0.02
+    assert options.top_k == config.eval.top_k and options.stride == config.heatmap.stride
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_predictions_match_the_cpu(sharp_checkpoint, frames):
+    on_cpu = Detector.from_checkpoint(sharp_checkpoint, "cpu").predict(frames)
+    on_gpu = Detector.from_checkpoint(sharp_checkpoint, "cuda").predict(frames)
+    for a, b in zip(on_cpu, on_gpu, strict=True):
+        for name, points in a.items():
+            assert points.shape == b[name].shape
+            np.testing.assert_allclose(points, b[name], rtol=0, atol=1e-3)
