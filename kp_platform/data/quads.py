@@ -45,6 +45,7 @@ def generate_quads(
     image_size: int = 256,
     seed: int = 0,
     max_quads: int = 3,
+    noise: bool = True,
 ) -> Path:
     """Writes ``out_dir/annotations.json`` and ``out_dir/images/*.png``.
 
@@ -55,6 +56,8 @@ def generate_quads(
         seed: Non-negative; image ``i`` is drawn from ``np.random.default_rng([seed, i])``, so
             the same arguments give the same bytes.
         max_quads: Each image holds 1..max_quads quadrilaterals (fewer if they don't fit).
+        noise: Uniform RGB noise behind the quads; False: flat mid-grey, on which a label
+            that the quads do not explain cannot be memorised from the background's texture.
 
     Returns:
         The path of the written ``annotations.json``.
@@ -74,7 +77,7 @@ def generate_quads(
     annotations: list[dict[str, Any]] = []
     for index in range(num_images):
         rng = np.random.default_rng([int(seed), index])
-        pixels, quads = _render(rng, int(image_size), int(max_quads))
+        pixels, quads = _render(rng, int(image_size), int(max_quads), noise)
         file_name = f"images/{index:06d}.png"
         Image.fromarray(pixels).save(out / file_name)
         image_id = index + 1
@@ -102,10 +105,12 @@ def generate_quads(
 
 
 def _render(
-    rng: np.random.Generator, size: int, max_quads: int
+    rng: np.random.Generator, size: int, max_quads: int, noise: bool
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(size, size, 3) uint8 noise with quads drawn on it, and each quad's (4, 2) corners."""
+    """(size, size, 3) uint8 background with quads drawn on it, and each quad's corners."""
     pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    if not noise:
+        pixels[:] = 128
     wanted = int(rng.integers(1, max_quads + 1))
     quads: list[np.ndarray] = []
     discs: list[tuple[np.ndarray, float]] = []  # bounding circles keep quads apart
