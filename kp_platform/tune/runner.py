@@ -103,17 +103,11 @@ def build_trainable(spec: SweepSpec) -> Any:
 def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
     """The Tuner: Optuna (PRUNED-aware) proposes, ASHA stops on evaluation epochs."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from kp_platform.tune.lifecycle import WaitForStoppingTrials
 
     search = build_searcher(spec)
-    scheduler = ASHAScheduler(
-        time_attr="epoch",
-        grace_period=spec.asha.grace_period,
-        reduction_factor=spec.asha.reduction_factor,
-        max_t=spec.asha.max_epochs,
-    )
+    scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -144,6 +138,20 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
     )
 
 
+def build_scheduler(spec: SweepSpec) -> Any:
+    """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+        max_t=spec.asha.max_epochs,
+    )
+
+
 def build_searcher(spec: SweepSpec) -> Any:
     """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
     import optuna
@@ -154,7 +162,8 @@ def build_searcher(spec: SweepSpec) -> Any:
     sampler = optuna.samplers.TPESampler(seed=spec.search.seed,
                                          n_startup_trials=spec.search.startup_trials)
     return PrunedAwareOptunaSearch(
-        max_epochs=spec.asha.max_epochs,
+        # Only ASHA stops trials early: under FIFO a trial that ends is complete.
+        max_epochs=spec.asha.max_epochs if spec.scheduler == "asha" else None,
         space=SpaceSampler(spec.parameters),
         metric=spec.metric,
         mode=spec.mode,
@@ -221,6 +230,8 @@ def _settings_text(spec: SweepSpec) -> str:
         "metric": spec.metric, "mode": spec.mode,
         "asha": vars(spec.asha), "eval_every": spec.eval_every,
     }
+    if spec.scheduler != "asha":  # kept out for ASHA: experiments from before the setting
+        data["scheduler"] = spec.scheduler
     return yaml.safe_dump(data, sort_keys=False)
 
 
