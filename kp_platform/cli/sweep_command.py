@@ -94,12 +94,25 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"trials: {len(results)} ({len(errored)} errored)")
     best = register_best(spec, results)
     if best is None:
-        print(f"no trial reported {spec.metric}")
-        return 1
-    print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
-          f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
+        print(f"no trial reported {spec.metric} with a checkpoint: nothing registered")
+    else:
+        print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
+              f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
     print(f"report: kp sweep report {spec.experiment_dir}")
-    return 0
+    return _report_failures(errored) if errored or best is None else 0
+
+
+def _report_failures(errored: list) -> int:
+    """One stderr line per failed trial (its id and its error's first line); exit status 1."""
+    from pathlib import Path
+
+    from kp_platform.tune.report import error_line
+
+    for result in errored:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        sys.stderr.write(f"error: trial {trial_id} failed: "
+                         f"{error_line(result.path, result.error)}\n")
+    return 1
 
 
 def _report(args: argparse.Namespace) -> int:

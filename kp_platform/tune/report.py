@@ -113,8 +113,24 @@ def _max_epochs(trial: Any) -> int:
 def _error_reason(trial: Any) -> str:
     if trial.status != "ERROR":
         return ""
-    error_file = Path(trial.path) / "error.txt"
-    text = error_file.read_text() if error_file.is_file() else str(trial.error_file or "")
+    return error_line(trial.path, None)
+
+
+def error_line(trial_path: str | Path | None, error: BaseException | None) -> str:
+    """One line for a failed trial: the original exception, e.g. `FloatingPointError: ...`.
+
+    Args:
+        trial_path: The trial's folder, where Tune writes `error.txt`.
+        error: The exception Tune recorded (a Result's `error`), if at hand.
+    """
+    cause = error
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # RayTaskError wraps the trial's own exception
+    if cause is not None and type(cause).__module__.split(".")[0] != "ray":
+        first = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {first[0]}" if first else type(cause).__name__
+    error_file = Path(trial_path) / "error.txt" if trial_path else None
+    text = error_file.read_text() if error_file and error_file.is_file() else str(error or "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # Ray's error text ends with the original exception, e.g. "FloatingPointError: ...".
     return lines[-1] if lines else "unknown error"

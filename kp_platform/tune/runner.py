@@ -51,13 +51,17 @@ def check_resources(spec: SweepSpec) -> None:
 def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     """Runs (or restores and finishes) the sweep; returns Tune's ResultGrid.
 
-    An experiment folder that Tune can restore is always restored: finished trials are kept,
-    interrupted ones continue from their last checkpoint.
+    Every configuration the space can produce and every file its trials read are checked
+    first (`preflight`), before Ray starts. An experiment folder that Tune can restore is always
+    restored: finished trials are kept, interrupted ones continue from their last checkpoint.
 
     Args:
         spec: The validated search space.
         resume: Insist on restoring (an error when there is nothing to restore).
     """
+    from kp_platform.tune.preflight import preflight
+
+    preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
     from ray import tune
 
     init_ray(spec)
