@@ -49,6 +49,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None
     frames = analysis.trial_dataframes
     optuna_trials = _optuna_trials(Path(experiment))
+    fifo = _scheduler(Path(experiment)) == "fifo"
     rows = []
     for trial in analysis.trials:
         frame = frames.get(trial.trial_id)
@@ -59,7 +60,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         epochs = max((e for e, _ in curve), default=0)
         rows.append(TrialRow(
             trial_id=trial.trial_id,
-            status=_status(trial, epochs),
+            status=_status(trial, epochs, fifo),
             values=dict(trial.config),
             best=max((m for _, m in curve), default=None),
             epochs=epochs,
@@ -94,13 +95,22 @@ def format_table(rows: list[TrialRow], metric: str = METRIC) -> str:
     return "\n".join(text)
 
 
-def _status(trial: Any, epochs: int) -> str:
+def _status(trial: Any, epochs: int, fifo: bool = False) -> str:
     if trial.status == "ERROR":
         return "errored"
     if trial.status != "TERMINATED":
         return trial.status.lower()
-    # ASHA stops a trial by ending it early; Tune records both as TERMINATED.
-    return "completed" if epochs >= _max_epochs(trial) else "stopped (ASHA)"
+    # ASHA stops a trial by ending it early; Tune records both as TERMINATED. FIFO stops none.
+    return "completed" if fifo or epochs >= _max_epochs(trial) else "stopped (ASHA)"
+
+
+def _scheduler(experiment: Path) -> str:
+    """The sweep's scheduler, from the settings copy `run_sweep` keeps (ASHA when absent)."""
+    from kp_platform.tune.runner import SPACE_COPY
+
+    saved = experiment / SPACE_COPY
+    data = yaml.safe_load(saved.read_text()) if saved.is_file() else None
+    return str((data or {}).get("scheduler", "asha"))
 
 
 def _max_epochs(trial: Any) -> int:

@@ -72,6 +72,24 @@ def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, 
     assert _epochs_logged(trial_dir) == [[0, 1], [2, 3]]
 
 
+def test_trials_failing_at_run_time_end_in_one_line_each(ray_session, synth_data, tmp_path,
+                                                          run_kp):
+    """Every trial fails (a NaN loss, which no pre-flight can foresee), even when retried: the
+    driver names each failed trial on one line, registers nothing and exits 1."""
+    data = space_data(synth_data, tmp_path / "sweeps", name="failing", num_samples=1,
+                      max_failures=1, search={"seed": 0, "startup_trials": 10},
+                      asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 1})
+    data["base"]["overrides"]["optim.weight_decay"] = 1.0e30
+    code, out, err = run_kp("sweep", write_space(tmp_path / "failing.yaml", data))
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: trial ") and line.endswith(
+        "failed: FloatingPointError: training loss is nan at epoch 0")
+    assert "Traceback" not in err
+    assert "nothing registered" in out
+    assert not (tmp_path / "sweeps" / "failing" / "best").exists()
+
+
 @pytest.fixture
 def ray_tmp():
     folder = tempfile.mkdtemp(prefix="kpray-", dir="/tmp")  # short: Ray's socket paths
