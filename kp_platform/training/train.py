@@ -115,14 +115,21 @@ def train(
         log_every_n_steps=1,
         deterministic=False,
     )
-    with warnings.catch_warnings():
-        # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
-        warnings.filterwarnings("ignore", message=".*(num_workers|number of training batches).*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
-        if module.last_evaluated_epoch < module.epochs_trained - 1:
-            # Early stopping ended the run between evaluations: evaluate the final weights.
-            module.force_evaluation = True
-            trainer.validate(module, datamodule=datamodule, verbose=False)
+    try:
+        with warnings.catch_warnings():
+            # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
+            warnings.filterwarnings("ignore",
+                                    message=".*(num_workers|number of training batches).*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
+            if module.last_evaluated_epoch < module.epochs_trained - 1:
+                # Early stopping ended the run between evaluations: evaluate the final weights.
+                module.force_evaluation = True
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+    except BaseException:
+        if wandb_logger is not None:
+            # Close the run with a failure record: a retry (same run directory) continues it.
+            wandb_logger.experiment.finish(exit_code=1)
+        raise
 
     best = checkpointing.best_path if checkpointing.best_path.is_file() else None
     metrics = {

@@ -23,6 +23,7 @@ from kp_platform.tune.report import collect_trials
 from kp_platform.tune.runner import build_tuner
 from tests.tune.conftest import space_data, write_space
 from tests.tune.helpers import crash_once_trial
+from tests.wandb_records import closed_offline_runs
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 8  # per trial in the kill test: a wide window to interrupt the second trial in
@@ -55,7 +56,8 @@ def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, 
 
     data = space_data(synth_data, tmp_path / "sweeps", name="retry", num_samples=1,
                       max_failures=1, eval_every=1,
-                      asha={"grace_period": 4, "reduction_factor": 2, "max_epochs": 4})
+                      asha={"grace_period": 4, "reduction_factor": 2, "max_epochs": 4},
+                      wandb={"mode": "offline", "project": "kp-tests"})
     spec = load_space(write_space(tmp_path / "retry.yaml", data))
     marker = tmp_path / "crashed"
     trainable = tune.with_resources(graceful(
@@ -70,6 +72,13 @@ def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, 
     # the second attempt started from the epoch-2 checkpoint and carried on counting
     assert _reported_epochs(trial_dir) == [1, 2, 3, 4]
     assert _epochs_logged(trial_dir) == [[0, 1], [2, 3]]
+    # one wandb run for the trial: the crashed attempt closed it (exit 1), the retry continued
+    # it (same id) and ended it with the run's files and its model artifact
+    crashed, retried = closed_offline_runs(trial_dir / "wandb", 2)
+    assert crashed.run_id == retried.run_id
+    assert (crashed.exit_code, retried.exit_code) == (1, 0)
+    assert [a["name"] for a in retried.artifacts if not a["use"]] == [f"{trial_dir.name}-model"]
+    assert (trial_dir / "metrics.json").is_file()
 
 
 def test_trials_failing_at_run_time_end_in_one_line_each(ray_session, synth_data, tmp_path,

@@ -137,9 +137,15 @@ def test_wandb_run_per_trial_and_best_checkpoint_registered(sweep):
         assert run.group == "main" and run.job_type == "trial"
         assert run.config["optim"]["lr"] == row.values["optim.lr"]
         if row.status != "errored":
-            # stopped by ASHA or not, the trial wrapped up: full history, files written
+            # stopped by ASHA or not, the trial wrapped up: full history, files written, its
+            # model artifact logged and the run closed
             assert len(run.metric("val/map")) == len(row.curve)
             assert (_trial_dir(sweep, trial_id) / "metrics.json").is_file()
+            assert [a["name"] for a in run.artifacts if not a["use"]] == [
+                f"trial_{trial_id}-model"]
+            assert run.exit_code == 0
+        else:
+            assert run.exit_code == 1  # a failed trial's run is closed too, as failed
     (register,) = offline_runs(sweep["dir"] / "best" / "wandb")
     assert register.job_type == "register" and register.group == "main"
     (artifact,) = [a for a in register.artifacts if not a["use"]]
