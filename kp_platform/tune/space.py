@@ -264,6 +264,9 @@ def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
         if key not in known:
             raise InputError(f"{where}: {unknown(key, sorted(known))}", source)
         refusal = _refusal(key)
+        if key == "data.train" and not base.data.val:
+            refusal = ("the validation images are split off data.train (data.val is empty), so "
+                       "sampling it changes the objective; give data.val in the base config")
         if refusal:
             raise InputError(f"{where}: {refusal}", source)
         parameters.append(parse_parameter(key, entry, parameters, where, source))

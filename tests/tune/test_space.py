@@ -122,6 +122,9 @@ BAD_SPACES = {
                          "space.eval.matching: defines the objective"),
     "samples_validation_set": ({"space": {"data.val": {"choice": ["a.json", "b.json"]}}},
                                "space.data.val: defines the objective"),
+    "samples_train_holding_the_validation_set": (
+        {"space": {"data.train": {"choice": ["a.json", "b.json"]}}},
+        "space.data.train: the validation images are split off data.train"),
     "samples_split": ({"space": {"data.split_seed": {"int": [0, 3]}}},
                       "space.data.split_seed: defines the objective"),
     "samples_val_fraction": ({"space": {"data.val_fraction": {"uniform": [0.1, 0.3]}}},
