@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -86,9 +87,32 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
         experiment.mkdir(parents=True, exist_ok=True)
         (experiment / SPACE_COPY).write_text(_settings_text(spec))
         tuner = build_tuner(spec, trainable)
-    results = tuner.fit()
+    tune_log = logging.getLogger("ray.tune.execution.tune_controller")
+    one_line = OneLineTrialErrors()
+    tune_log.addFilter(one_line)
+    try:
+        results = tuner.fit()
+    finally:
+        tune_log.removeFilter(one_line)
     tidy_orphans(spec, results)
     return results
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Tune logs each failed trial attempt with the whole traceback; keep one line of it.
+
+    The traceback stays in the trial's `error.txt` (and `kp sweep report` shows its reason).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Trial task failed"):
+            from kp_platform.tune.report import error_line
+
+            record.msg = f"{record.getMessage()}: {error_line(None, record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def build_trainable(spec: SweepSpec) -> Any:

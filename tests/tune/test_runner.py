@@ -86,3 +86,24 @@ def test_resuming_with_another_space_is_refused(tmp_path, change):
     spec2 = load_space(_space(tmp_path, **other[change]))
     with pytest.raises(InputError, match="started with another search space"):
         _check_same_sweep(spec2, spec.experiment_dir)
+
+
+def test_tune_logs_a_failed_trial_in_one_line():
+    import logging
+
+    from kp_platform.tune.runner import OneLineTrialErrors
+
+    try:
+        try:
+            raise FloatingPointError("training loss is nan at epoch 0\nmore detail")
+        except FloatingPointError as cause:
+            raise RuntimeError("ray::ResourceTrainable.train() (pid=1)") from cause
+    except RuntimeError as exc:
+        exc.cause = exc.__cause__  # as RayTaskError carries the trial's exception
+        record = logging.LogRecord("ray.tune.execution.tune_controller", logging.ERROR, "f", 1,
+                                   "Trial task failed for trial %s", ("trial_1",),
+                                   (type(exc), exc, exc.__traceback__))
+    assert OneLineTrialErrors().filter(record)
+    assert logging.Formatter().format(record) == (
+        "Trial task failed for trial trial_1: FloatingPointError: training loss is nan at "
+        "epoch 0")
