@@ -23,7 +23,7 @@ from kp_platform.tune.report import collect_trials
 from kp_platform.tune.runner import build_tuner
 from tests.tune.conftest import space_data, write_space
 from tests.tune.helpers import crash_once_trial
-from tests.wandb_records import closed_offline_runs
+from tests.wandb_records import closed_offline_runs, offline_runs
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 8  # per trial in the kill test: a wide window to interrupt the second trial in
@@ -109,7 +109,8 @@ def ray_tmp():
 def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     data = space_data(synth_data, tmp_path / "sweeps", name="kill", num_samples=2,
                       max_concurrent=1, eval_every=1,
-                      asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS})
+                      asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS},
+                      wandb={"mode": "offline", "project": "kp-tests"})
     space = write_space(tmp_path / "kill.yaml", data)
     experiment = tmp_path / "sweeps" / "kill"
     kp = [str(Path(sys.executable).parent / "kp"), "sweep", str(space)]
@@ -141,6 +142,16 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     restarts = [r for r in results[1:] if r["iterations_since_restore"] == 1]
     assert len(restarts) == 1 and restarts[0]["epoch"] > 1
     assert _epochs_logged(experiment / interrupted)[-1][0] > 0  # Lightning resumed, too
+    # one wandb run per trial: the interrupted trial's restored attempt continued its run (the
+    # killed attempt's part was never closed) and ended it with its files and model artifact
+    for row in rows:
+        trial_dir = experiment / f"trial_{row.trial_id}"
+        runs = offline_runs(trial_dir / "wandb")
+        assert len(runs) == (2 if trial_dir.name == interrupted else 1)
+        assert len({run.run_id for run in runs}) == 1
+        assert runs[-1].exit_code == 0 and (trial_dir / "metrics.json").is_file()
+        assert [a["name"] for a in runs[-1].artifacts if not a["use"]] == [
+            f"{trial_dir.name}-model"]
     study = optuna.load_study(study_name="kill",
                               storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
