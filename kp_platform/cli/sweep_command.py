@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _sweep_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml is validated before anything "
-        "starts (see search_spaces/demo.yaml). A sweep whose experiment folder "
+        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml, every configuration it can "
+        "produce and every data file its trials read are checked before Ray starts (see "
+        "search_spaces/demo.yaml; 'scheduler: fifo' turns early stopping off). Trials that "
+        "fail end the sweep with one 'error: trial ID failed: ...' line each and exit status "
+        "1. A sweep whose experiment folder "
         "(storage_path/name) already holds a Tune experiment is restored: finished trials are "
         "kept, interrupted trials continue from their last checkpoint.")
     parser.add_argument("space", metavar="SPACE.yaml")
