@@ -52,6 +52,9 @@ RESERVED = ("trainer.max_epochs", "eval.eval_every", "trainer.run_root", "traine
 OBJECTIVE_KEYS = ("eval.", "data.val", "data.val_fraction", "data.split_seed", "data.test")
 # What a trial runs on is set by `resources:` (what Ray reserves for it), not searched.
 RESOURCE_KEYS = ("trainer.devices", "trainer.accelerator", "data.num_workers")
+# Files a config names: made absolute in the base config, and must be absolute when sampled.
+PATH_KEYS = ("data.train", "data.val", "data.test", "data.replay", "data.channels",
+             "model.pretrained_path", "model.init_from")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -239,18 +242,22 @@ def base_overrides(value: Any, source: str) -> dict[str, Any]:
 def _absolute_paths(config: Config) -> Config:
     """Relative paths made absolute: Tune runs each trial in its own working directory."""
     fixed: dict[str, Any] = {}
-    keys = ("data.train", "data.val", "data.test", "data.channels", "model.pretrained_path",
-            "model.init_from")
-    for key in keys:
+    for key in PATH_KEYS:
         value = config_value(config, key)
-        if not isinstance(value, str) or not value or Path(value).is_absolute():
-            continue
-        if value.startswith("wandb:"):  # an artifact, not a path
-            continue
-        # data.channels may also be the compact `a=b:c` form rather than a file.
-        if key != "data.channels" or value.endswith((".yaml", ".yml")) or Path(value).exists():
+        if _relative_path(key, value):
             fixed[key] = str(Path(value).absolute())
     return apply_overrides(config, fixed) if fixed else config
+
+
+def _relative_path(key: str, value: Any) -> bool:
+    """Whether `value` of path key `key` is a relative file path (not an artifact, not the
+    compact channel form)."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return False
+    if value.startswith("wandb:"):  # an artifact, not a path
+        return False
+    # data.channels may also be the compact `a=b:c` form rather than a file.
+    return key != "data.channels" or value.endswith((".yaml", ".yml")) or Path(value).exists()
 
 
 def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
@@ -271,6 +278,9 @@ def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
             raise InputError(f"{where}: {refusal}", source)
         parameters.append(parse_parameter(key, entry, parameters, where, source))
         for value in parameters[-1].values:
+            if key in PATH_KEYS and _relative_path(key, value):
+                raise InputError(f"{where}: {value!r} is a relative path, but each trial runs in "
+                                 "a folder of its own; give an absolute path", source)
             try:
                 apply_overrides(base, {key: value})
             except InputError as exc:

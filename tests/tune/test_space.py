@@ -71,9 +71,11 @@ def test_relative_data_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = space_data(None, Path("sweeps"))
     data["base"]["overrides"]["data.train"] = "data/train.json"
+    data["base"]["overrides"]["data.replay"] = "data/replay.json"
     spec = load_space(write_space(tmp_path / "s.yaml", data))
     # trials run in their own working directories
     assert spec.base.data.train == str(tmp_path / "data" / "train.json")
+    assert spec.base.data.replay == str(tmp_path / "data" / "replay.json")
     assert spec.experiment_dir == tmp_path / "sweeps" / "t"
 
 
@@ -125,6 +127,8 @@ BAD_SPACES = {
     "samples_train_holding_the_validation_set": (
         {"space": {"data.train": {"choice": ["a.json", "b.json"]}}},
         "space.data.train: the validation images are split off data.train"),
+    "relative_sampled_path": ({"space": {"data.replay": {"choice": ["/abs/a.json", "b.json"]}}},
+                              "space.data.replay: 'b.json' is a relative path"),
     "samples_split": ({"space": {"data.split_seed": {"int": [0, 3]}}},
                       "space.data.split_seed: defines the objective"),
     "samples_val_fraction": ({"space": {"data.val_fraction": {"uniform": [0.1, 0.3]}}},
