@@ -87,11 +87,13 @@ def _sync_parser() -> argparse.ArgumentParser:
 
 def _sweep(args: argparse.Namespace) -> int:
     from kp_platform.tune import load_space
-    from kp_platform.tune.registry import register_best
     from kp_platform.tune.runner import run_sweep
 
     spec = load_space(args.space, args.overrides)
     results = run_sweep(spec, resume=args.resume)
+    # Imported once the sweep ran: it brings in Lightning, which a refused sweep never needs.
+    from kp_platform.tune.registry import register_best
+
     errored = [r for r in results if r.error is not None]
     print(f"experiment: {spec.experiment_dir}")
     print(f"trials: {len(results)} ({len(errored)} errored)")

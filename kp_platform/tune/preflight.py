@@ -37,42 +37,52 @@ def preflight(spec: SweepSpec) -> int:
         InputError: naming the space file and the configuration, or the data file.
     """
     source = str(spec.path)
-    data_sections: dict[str, Config] = {}
-    count = 0
+    checked: list[tuple[str, dict[str, Any], Config]] = []
     for where, point in itertools.islice(_points(spec), MAX_CONFIGURATIONS):
         try:
-            config = apply_overrides(spec.base, point)
+            checked.append((where, point, apply_overrides(spec.base, point)))
         except InputError as exc:
             reason = str(exc).removeprefix("overrides: ")
             raise InputError(f"{_where(where, point)}: {reason}", source) from None
-        _check_backbone(config, where, point, source)
-        count += 1
+    data_sections: dict[str, Config] = {}
+    for _, _, config in checked:
         section = {"data": config_to_dict(config.data),
                    **{key: _value(config, key) for key in _FILE_KEYS}}
         data_sections.setdefault(json.dumps(section, sort_keys=True, default=str), config)
+    # Cheap checks first: a missing file is found before torch is even imported.
+    for config in data_sections.values():
+        check_paths(config, source)
+    for where, point, config in checked:
+        _check_backbone(config, where, point, source)
     loader = CachedLoader()
     for config in data_sections.values():
-        check_files(config, loader, source)
-    return count
+        check_data(config, loader)
+    return len(checked)
 
 
-def check_files(config: Config, loader: CachedLoader, source: str) -> None:
-    """Checks that each file `config` names exists and that its data builds, as in `train()`.
+def check_paths(config: Config, source: str) -> None:
+    """Checks that each file `config` names exists.
 
     Raises:
-        InputError: `<key>: file not found: <path>` (naming `source`), or the data file's own
-            error (naming that file).
+        InputError: `<key>: file not found: <path>`, naming `source`.
     """
-    from kp_platform.data.check import check_data_config
-
-    data = config.data
-    if not data.train:
+    if not config.data.train:
         raise InputError("base config: data.train must name a COCO keypoint JSON file", source)
     for key in ("data.train", "data.val", "data.test", "data.replay", *_FILE_KEYS):
         value = _value(config, key)
         if value and not str(value).startswith("wandb:") and not Path(value).is_file():
             raise InputError(f"{key}: file not found: {value}", source)
-    check_data_config(data, load=loader)
+
+
+def check_data(config: Config, loader: CachedLoader) -> None:
+    """Builds the datasets of `config` as `train()` does, loading each file through `loader`.
+
+    Raises:
+        InputError: the data file's own error (naming that file), or a bad `data` setting.
+    """
+    from kp_platform.data.check import check_data_config
+
+    check_data_config(config.data, load=loader)
 
 
 class CachedLoader:
