@@ -87,7 +87,7 @@ def dataclass_key_type(cls: type, key: str, prefix: str = "", what: str = "key")
         field_type = typing.get_type_hints(node)[part]
         if depth == len(parts) - 1:
             if dataclasses.is_dataclass(field_type):
-                raise InputError(f"{prefix}{key!r} is a section; set one of its keys")
+                raise InputError(f"{prefix + key!r} is a section; set one of its keys")
             return field_type
         if not dataclasses.is_dataclass(field_type):
             raise InputError(unknown(f"{prefix}{key}", [f"{prefix}{k}" for k in leaf_keys(cls)],

@@ -2,11 +2,13 @@
 
 A run directory holds `config.yaml` (the resolved config), `checkpoints/best.ckpt` (best
 `val/map`), `checkpoints/last.ckpt`, `metrics.json`, `logs/version_N/metrics.csv` and, unless
-wandb is disabled, the wandb run under `wandb/`.
+wandb is disabled, the wandb run under `wandb/` (its id in `wandb_run_id`: one run directory is
+one wandb run, however many times it is resumed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -128,7 +130,9 @@ def train(
     except BaseException:
         if wandb_logger is not None:
             # Close the run with a failure record: a retry (same run directory) continues it.
-            wandb_logger.experiment.finish(exit_code=1)
+            # The training error is the one to report, not a failure to close the run.
+            with contextlib.suppress(Exception):
+                wandb_logger.experiment.finish(exit_code=1)
         raise
 
     best = checkpointing.best_path if checkpointing.best_path.is_file() else None
