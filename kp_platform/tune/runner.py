@@ -49,6 +49,33 @@ def check_resources(spec: SweepSpec) -> None:
         "resources.check_cluster=false on an autoscaling cluster", str(spec.path))
 
 
+def check_local_resources(spec: SweepSpec) -> None:
+    """Before an embedded Ray starts: its one node is this machine, so a per-trial request
+    that this machine cannot hold is refused without starting Ray (`check_resources` covers
+    a running Ray or a cluster)."""
+    import ray
+
+    if not spec.resources.check_cluster or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
+        return
+    have = {"CPU": float(spec.ray.num_cpus or os.cpu_count() or 1),
+            "GPU": float(_local_gpus()) if spec.resources.gpu else 0.0}
+    if spec.resources.cpu <= have["CPU"] and spec.resources.gpu <= have["GPU"]:
+        return
+    raise InputError(
+        f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU "
+        f"but the embedded Ray on this machine would have {have['CPU']:g} CPU and "
+        f"{have['GPU']:g} GPU (ray.num_cpus, the GPUs torch sees); lower the request",
+        str(spec.path))
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
 def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     """Runs (or restores and finishes) the sweep; returns Tune's ResultGrid.
 
@@ -63,6 +90,7 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     from kp_platform.tune.preflight import preflight
 
     preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
+    check_local_resources(spec)
     from ray import tune
 
     init_ray(spec)

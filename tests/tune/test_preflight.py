@@ -92,3 +92,14 @@ def test_space_corners_respect_conditions():
         {"model.backbone": "unet", "model.depth": 4},
         {"model.backbone": "dilated_cnn"},
     ]
+
+
+def test_a_request_this_machine_cannot_hold_is_refused_before_ray(no_ray, run_kp, synth_data,
+                                                                   tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh `kp sweep`
+    data = space_data(synth_data, tmp_path / "sweeps", resources={"cpu": 3, "gpu": 0})
+    _refused(run_kp, tmp_path, data, "resources: a trial asks for 3 CPU and 0 GPU but the "
+             "embedded Ray on this machine would have 2 CPU")  # ray.num_cpus: 2
