@@ -35,6 +35,8 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     """Logged artifacts: name, type, aliases, metadata, use (True for use_artifact)."""
+    exit_code: int | None = None
+    """From the run's exit record; None: the run was never closed."""
 
     def metric(self, key: str) -> list[Any]:
         return [row[key] for row in self.history if key in row]
@@ -94,6 +96,8 @@ def read_offline_run(run_folder: str | Path) -> OfflineRun:
                 "name": art.name, "type": art.type, "aliases": list(art.aliases),
                 "metadata": json.loads(art.metadata) if art.metadata else {}, "use": False,
             })
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
         elif kind == "use_artifact":
             run.artifacts.append({"name": record.use_artifact.name,
                                   "type": record.use_artifact.type, "use": True})
@@ -103,3 +107,18 @@ def read_offline_run(run_folder: str | Path) -> OfflineRun:
 def offline_runs(wandb_dir: str | Path) -> list[OfflineRun]:
     """Every offline run under a `wandb/` folder, oldest first."""
     return [read_offline_run(p) for p in sorted(Path(wandb_dir).glob("offline-run-*"))]
+
+
+def closed_offline_runs(wandb_dir: str | Path, count: int, timeout_s: float = 30.0
+                        ) -> list[OfflineRun]:
+    """`offline_runs`, once `count` runs are there and closed (wandb's writer flushes a run's
+    file after `finish()` returns); what is there at the timeout otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        runs = offline_runs(wandb_dir)
+        done = len(runs) >= count and all(run.exit_code is not None for run in runs)
+        if done or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.2)

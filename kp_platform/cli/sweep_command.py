@@ -44,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _sweep_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml is validated before anything "
-        "starts (see search_spaces/demo.yaml). A sweep whose experiment folder "
+        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml, every configuration it can "
+        "produce and every data file its trials read are checked before Ray starts (see "
+        "search_spaces/demo.yaml; 'scheduler: fifo' turns early stopping off). Trials that "
+        "fail end the sweep with one 'error: trial ID failed: ...' line each and exit status "
+        "1. A sweep whose experiment folder "
         "(storage_path/name) already holds a Tune experiment is restored: finished trials are "
         "kept, interrupted trials continue from their last checkpoint.")
     parser.add_argument("space", metavar="SPACE.yaml")
@@ -84,22 +87,37 @@ def _sync_parser() -> argparse.ArgumentParser:
 
 def _sweep(args: argparse.Namespace) -> int:
     from kp_platform.tune import load_space
-    from kp_platform.tune.registry import register_best
     from kp_platform.tune.runner import run_sweep
 
     spec = load_space(args.space, args.overrides)
     results = run_sweep(spec, resume=args.resume)
+    # Imported once the sweep ran: it brings in Lightning, which a refused sweep never needs.
+    from kp_platform.tune.registry import register_best
+
     errored = [r for r in results if r.error is not None]
     print(f"experiment: {spec.experiment_dir}")
     print(f"trials: {len(results)} ({len(errored)} errored)")
     best = register_best(spec, results)
     if best is None:
-        print(f"no trial reported {spec.metric}")
-        return 1
-    print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
-          f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
+        print(f"no trial reported {spec.metric} with a checkpoint: nothing registered")
+    else:
+        print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
+              f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
     print(f"report: kp sweep report {spec.experiment_dir}")
-    return 0
+    return _report_failures(errored) if errored or best is None else 0
+
+
+def _report_failures(errored: list) -> int:
+    """One stderr line per failed trial (its id and its error's first line); exit status 1."""
+    from pathlib import Path
+
+    from kp_platform.tune.report import error_line
+
+    for result in errored:
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        sys.stderr.write(f"error: trial {trial_id} failed: "
+                         f"{error_line(result.path, result.error)}\n")
+    return 1
 
 
 def _report(args: argparse.Namespace) -> int:

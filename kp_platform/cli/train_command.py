@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,15 +28,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_train)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def resolve_config(args: argparse.Namespace) -> Any:
+    """The run's config: defaults, CONFIG.yaml, then the key=value overrides (a `Config`)."""
     from kp_platform.config import load_config
-    from kp_platform.training import train
 
     overrides = list(args.overrides)
     if args.init_from:
         overrides.append(f"model.init_from={args.init_from}")
-    config = load_config(args.config, overrides)
-    result = train(config, resume=args.resume)
+    return load_config(args.config, overrides)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from kp_platform.training import train
+
+    result = train(resolve_config(args), resume=args.resume)
     best = result.metrics["best"]
     print(f"run: {result.run_dir}")
     print(f"best val/map {best['val/map']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")

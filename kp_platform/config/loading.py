@@ -7,15 +7,20 @@ hyperparameter reaches training exactly as a command-line override would.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Union
 
 import yaml
 
+from kp_platform.config.overrides import (
+    coerce,
+    dataclass_key_type,
+    leaf_keys,
+    parse_overrides,
+    unknown,
+)
 from kp_platform.config.schema import Config
 from kp_platform.errors import InputError
 from kp_platform.files import read_text
@@ -64,14 +69,29 @@ def apply_overrides(config: Config, overrides: Overrides) -> Config:
         overrides: `"section.key=value"` strings, whose values are parsed as YAML scalars, lists or
             mappings, or a mapping from dotted keys to already-typed values (what a sweep samples).
     """
-    items = _parse_override_strings(overrides) if not isinstance(overrides, Mapping) else overrides
+    items = (overrides if isinstance(overrides, Mapping)
+             else parse_overrides(overrides, config_key_type, "overrides"))
     data = config_to_dict(config)
     for key, value in items.items():
-        parent, leaf, field_type = _locate(data, key)
-        if isinstance(value, _RawString):
-            value = _parse_raw(value, field_type)
-        parent[leaf] = value
+        config_key_type(key)
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
     return _merge(Config(), data, source="overrides")
+
+
+def config_key_type(key: str) -> Any:
+    """The declared type of dotted config key `key` (e.g. `float` for `optim.lr`).
+
+    Raises:
+        InputError: an unknown key, naming the closest valid one, or a section.
+    """
+    try:
+        return dataclass_key_type(Config, key, what="config key")
+    except InputError as exc:
+        raise InputError(str(exc), "overrides") from None
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -94,72 +114,7 @@ def save_config(config: Config, path: str | Path) -> Path:
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the schema, e.g. `optim.lr`."""
-    keys = []
-    for f in dataclasses.fields(cls):
-        field_type = _hints(cls)[f.name]
-        if dataclasses.is_dataclass(field_type):
-            keys += all_keys(field_type, f"{prefix}{f.name}.")
-        else:
-            keys.append(f"{prefix}{f.name}")
-    return keys
-
-
-class _RawString(str):
-    """An override value as typed on the command line, parsed once its field's type is known."""
-
-
-def _parse_override_strings(overrides: Sequence[str]) -> dict[str, Any]:
-    items: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"override {item!r} is not of the form section.key=value")
-        items[key.strip()] = _RawString(value)
-    return items
-
-
-def _parse_raw(raw: str, field_type: Any) -> Any:
-    # A str field keeps the text as typed ("007" stays "007"); other fields parse it as YAML.
-    if _accepts_str(field_type) and raw.strip() not in ("null", "~", ""):
-        return str(raw)
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return str(raw)
-
-
-def _accepts_str(tp: Any) -> bool:
-    if tp is str:
-        return True
-    if _is_union(tp):
-        return any(_accepts_str(arm) for arm in typing.get_args(tp))
-    return False
-
-
-def _locate(data: dict[str, Any], key: str) -> tuple[dict[str, Any], str, Any]:
-    """Finds the dict holding `key`'s leaf and the leaf's declared type."""
-    parts = key.split(".")
-    cls: Any = Config
-    node = data
-    for depth, part in enumerate(parts):
-        names = {f.name for f in dataclasses.fields(cls)}
-        if part not in names:
-            raise InputError(_unknown_key_message(".".join(parts[: depth + 1])), "overrides")
-        field_type = _hints(cls)[part]
-        if depth == len(parts) - 1:
-            if dataclasses.is_dataclass(field_type):
-                raise InputError(f"{key!r} is a section; set one of its keys", "overrides")
-            return node, part, field_type
-        if not dataclasses.is_dataclass(field_type):
-            raise InputError(_unknown_key_message(key), "overrides")
-        cls, node = field_type, node[part]
-    raise AssertionError("unreachable")
-
-
-def _unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown config key {key!r}{hint}"
+    return leaf_keys(cls, prefix)
 
 
 def _merge(base: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> Any:
@@ -172,75 +127,15 @@ def _merge(base: Any, data: Mapping[str, Any], source: str, prefix: str = "") ->
     values = {}
     for key, value in data.items():
         if key not in names:
-            raise InputError(_unknown_key_message(f"{prefix}{key}"), source)
+            raise InputError(unknown(f"{prefix}{key}", all_keys()), source)
         field_type = hints[key]
         if dataclasses.is_dataclass(field_type):
             values[key] = _merge(getattr(base, key), value or {}, source, f"{prefix}{key}.")
         else:
-            values[key] = _coerce(value, field_type, f"{prefix}{key}", source)
+            values[key] = coerce(value, field_type, f"{prefix}{key}", source)
     merged = dataclasses.replace(base, **values)
     _check_ranges(merged, source, prefix)
     return merged
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    """Checks `value` against the type hint `tp`, converting where no information is lost."""
-
-    def fail() -> InputError:
-        return InputError(f"{key}: expected {_type_name(tp)}, got {value!r}", source)
-
-    if tp is Any:
-        return value
-    if _is_union(tp):
-        arms = typing.get_args(tp)
-        if value is None and type(None) in arms:
-            return None
-        for arm in arms:
-            if arm is type(None):
-                continue
-            try:
-                return _coerce(value, arm, key, source)
-            except InputError:
-                continue
-        raise fail()
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise fail()
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise fail()
-        (item_type,) = typing.get_args(tp)
-        return [_coerce(v, item_type, f"{key}[{i}]", source) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise fail()
-        _, value_type = typing.get_args(tp)
-        return {str(k): _coerce(v, value_type, f"{key}.{k}", source) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise fail()
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail()
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            # YAML 1.1 reads `1e-4` (no dot) as a string; users write it that way.
-            try:
-                return float(value)
-            except ValueError:
-                raise fail() from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail()
-        return float(value)
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise fail()
-    raise TypeError(f"config field {key} has an unsupported type {tp!r}")
 
 
 def _check_ranges(section: Any, source: str, prefix: str) -> None:
@@ -253,13 +148,3 @@ def _check_ranges(section: Any, source: str, prefix: str) -> None:
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def _is_union(tp: Any) -> bool:
-    return typing.get_origin(tp) in (Union, types.UnionType)
-
-
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")

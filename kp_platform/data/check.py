@@ -1,8 +1,10 @@
-"""`kp data check`: what a dataset holds per channel, and which keypoints are dropped and why."""
+"""`kp data check`: what a dataset holds per channel, and which keypoints are dropped and why;
+`check_data_config`: the same checks for every file a `data` config section names."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kp_platform.data.channels import ChannelMap
@@ -75,3 +77,18 @@ def format_summary(summary: dict[str, Any]) -> str:
         ]
         lines.append("  " + "  ".join(cells))
     return "\n".join(lines)
+
+
+def check_data_config(data_cfg: Any, load: Callable[[str], CocoKeypoints] | None = None) -> None:
+    """Everything training would refuse in a `data` config section, without training.
+
+    Loads each COCO file with `load` (default: `CocoKeypoints.load`, the checks `kp data check`
+    runs), resolves the channels against each, splits off the validation set and builds the
+    augmentation: the datasets `train()` builds, built once and dropped.
+
+    Raises:
+        InputError: naming the file (or config key) and the problem.
+    """
+    from kp_platform.data.dataset import build_datasets
+
+    build_datasets(data_cfg, load=load or CocoKeypoints.load)

@@ -7,7 +7,7 @@ augmentation (what metrics compare against), so distances are always in original
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,11 +133,18 @@ class DatasetSplits:
     test: KeypointDataset | None
 
 
-def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSplits:
+def build_datasets(data_cfg: Any, augment_seed: int | None = None,
+                   load: Callable[[str], CocoKeypoints] = CocoKeypoints.load) -> DatasetSplits:
     """Builds train/val/test datasets from the `data` config section.
 
     Validation comes from `data.val`, or else from a split of `data.train` that depends only on
     `data.split_seed`. Only the training set is augmented.
+
+    Args:
+        data_cfg: The `data` config section.
+        augment_seed: Seeds the training augmentation.
+        load: Reads and checks one COCO file (a sweep's pre-flight passes one that reads each
+            file once for all its configurations).
 
     Raises:
         InputError: no training file, bad files, channels or augmentation.
@@ -145,7 +152,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
     if not data_cfg.train:
         raise InputError("data.train must name a COCO keypoint JSON file", "config")
     specs = parse_channels(data_cfg.channels, source="data.channels")
-    train_coco = CocoKeypoints.load(data_cfg.train)
+    train_coco = load(data_cfg.train)
     channels = resolve_channels(specs, train_coco.categories, source=str(data_cfg.train))
     flip = channels.flip_permutation(data_cfg.flip_pairs, source="data.flip_pairs")
     common = {
@@ -156,7 +163,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
     augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
 
     def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
-        coco = CocoKeypoints.load(path)
+        coco = load(path)
         resolved = resolve_channels(specs, coco.categories, source=str(path))
         if resolved.names != channels.names:
             raise InputError(

@@ -7,14 +7,13 @@ or config key); a config key (`trainer.accelerator=gpu`) goes to every training 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
-import yaml
-
-from kp_platform.config import all_keys
+from kp_platform.config import all_keys, config_key_type, parse_overrides, unknown
 from kp_platform.errors import InputError
+
+__all__ = ["CLI_STAGE_KEYS", "apply_cli_overrides", "unknown"]
 
 # Stage keys that `<stage>.<key>=value` may set; any other `<stage>.<key>` is an override.
 CLI_STAGE_KEYS = ("sweep", "train", "init_from", "inherit_from")
@@ -23,6 +22,10 @@ CLI_STAGE_KEYS = ("sweep", "train", "init_from", "inherit_from")
 def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_names: list[str],
                         source: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Lays top-level settings and stage keys into the file's `data`; sorts the rest.
+
+    Every string goes through the config's one parser, its value parsed for its key's type
+    (a config key's, a sweep setting's, text for names and paths), as `kp train` and
+    `kp sweep` parse theirs.
 
     Args:
         data: The pipeline file as read (changed in place).
@@ -34,17 +37,28 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
         The config overrides for every training stage, and the overrides per stage.
     """
     config_sections = {k.split(".")[0] for k in all_keys()}
+
+    def type_of(key: str) -> Any:
+        from kp_platform.tune.space import setting_type
+
+        head, _, rest = key.partition(".")
+        if head in stage_names and rest:
+            return str if rest in CLI_STAGE_KEYS else setting_type(rest, source)
+        if head in ("name", "root") and not rest:
+            return str
+        if head == "datasets" and rest:
+            return Any
+        if head in config_sections:
+            try:
+                return config_key_type(key)
+            except InputError as exc:
+                raise InputError(str(exc), source) from None
+        candidates = ["name", "root", *(f"{s}.KEY" for s in stage_names), *all_keys()]
+        raise InputError(f"override {key!r}: {unknown(key, candidates, 'key')}", source)
+
     late: dict[str, Any] = {}
     per_stage: dict[str, dict[str, Any]] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InputError(f"override {item!r} is not of the form key=value", source)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw  # not YAML: the text as typed, as `kp train` takes it
+    for key, value in parse_overrides(overrides, type_of, source).items():
         head, _, rest = key.partition(".")
         if head in stage_names and rest:
             entry = next(s for s in data["stages"] if s.get("name") == head)
@@ -54,7 +68,7 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
                 per_stage.setdefault(head, {})[rest] = value
         elif head in ("name", "root") and not rest:
             data[head] = value
-        elif head == "datasets" and rest:
+        elif head == "datasets":
             if data.get("datasets") is None:
                 data["datasets"] = {}
             node = data["datasets"]
@@ -64,16 +78,6 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
             if not isinstance(node, dict):
                 raise InputError(f"override {key!r}: not a dataset setting", source)
             node[leaf] = value
-        elif head in config_sections:
-            late[key] = value
         else:
-            candidates = ["name", "root", *(f"{s}.KEY" for s in stage_names), *all_keys()]
-            raise InputError(f"override {key!r}: {unknown(key, candidates, 'key')}", source)
+            late[key] = value
     return late, per_stage
-
-
-def unknown(key: str, candidates: Sequence[str], what: str) -> str:
-    """`unknown <what> '<key>'`, with the closest candidate when one is close enough."""
-    close = difflib.get_close_matches(str(key), list(candidates), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {key!r}{hint}"

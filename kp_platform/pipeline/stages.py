@@ -67,6 +67,7 @@ def build_sweep(pipeline: PipelineSpec, stage: StageSpec, overrides: Mapping[str
     `kp sweep space_file` runs the same sweep by hand.
     """
     from kp_platform.tune import load_space
+    from kp_platform.tune.space import base_overrides
 
     data = read_yaml(stage.file)
     if stage.space is not None:
@@ -74,7 +75,7 @@ def build_sweep(pipeline: PipelineSpec, stage: StageSpec, overrides: Mapping[str
     base = data.get("base")
     if base is None or isinstance(base, (str, dict)):
         base = {"config": base} if isinstance(base, str) else dict(base or {})
-        config_overrides = dict(base.get("overrides") or {})
+        config_overrides = base_overrides(base.get("overrides"), str(stage.file))
         for key, value in overrides.items():
             if key in all_keys():
                 config_overrides[key] = value

@@ -2,11 +2,13 @@
 
 A run directory holds `config.yaml` (the resolved config), `checkpoints/best.ckpt` (best
 `val/map`), `checkpoints/last.ckpt`, `metrics.json`, `logs/version_N/metrics.csv` and, unless
-wandb is disabled, the wandb run under `wandb/`.
+wandb is disabled, the wandb run under `wandb/` (its id in `wandb_run_id`: one run directory is
+one wandb run, however many times it is resumed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -119,14 +121,23 @@ def train(
         log_every_n_steps=1,
         deterministic=False,
     )
-    with warnings.catch_warnings():
-        # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
-        warnings.filterwarnings("ignore", message=".*(num_workers|number of training batches).*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
-        if module.last_evaluated_epoch < module.epochs_trained - 1:
-            # Early stopping ended the run between evaluations: evaluate the final weights.
-            module.force_evaluation = True
-            trainer.validate(module, datamodule=datamodule, verbose=False)
+    try:
+        with warnings.catch_warnings():
+            # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
+            warnings.filterwarnings("ignore",
+                                    message=".*(num_workers|number of training batches).*")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
+            if module.last_evaluated_epoch < module.epochs_trained - 1:
+                # Early stopping ended the run between evaluations: evaluate the final weights.
+                module.force_evaluation = True
+                trainer.validate(module, datamodule=datamodule, verbose=False)
+    except BaseException:
+        if wandb_logger is not None:
+            # Close the run with a failure record: a retry (same run directory) continues it.
+            # The training error is the one to report, not a failure to close the run.
+            with contextlib.suppress(Exception):
+                wandb_logger.experiment.finish(exit_code=1)
+        raise
 
     best = checkpointing.best_path if checkpointing.best_path.is_file() else None
     metrics = {

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import netrc
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 MODES = ("online", "offline", "disabled")
+RUN_ID_FILE = "wandb_run_id"
+"""In a run directory: the id of its one wandb run."""
 _ALIASES = {"dryrun": "offline", "run": "online"}
 
 
@@ -58,6 +61,8 @@ def build_wandb_logger(
     os.environ.setdefault("WANDB_SILENT", "true")
     run_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(
+        id=run_id(run_dir),
+        resume="allow",  # `wandb sync` uploads a resumed run's offline parts in order
         name=name or run_dir.name,
         save_dir=str(run_dir),
         project=wandb_cfg.project,
@@ -67,6 +72,18 @@ def build_wandb_logger(
         mode=mode,
         config=config,
     )
+
+
+def run_id(run_dir: Path) -> str:
+    """The wandb run id of a run directory, made on first use and kept in `wandb_run_id`.
+
+    One run directory is one wandb run: `kp train --resume`, a retried sweep trial and a trial
+    of a restored sweep continue it rather than starting a second run.
+    """
+    id_file = run_dir / RUN_ID_FILE
+    if not id_file.is_file():
+        id_file.write_text(uuid.uuid4().hex[:12] + "\n")
+    return id_file.read_text().strip()
 
 
 def log_model_artifact(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kp_platform.config import unknown
 from kp_platform.errors import InputError
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -137,13 +137,6 @@ def _conditions(when: Any, earlier: list[Parameter], where: str, source: str
                 raise InputError(f"{where}: {key} never takes the value {value!r}", source)
         conditions.append((key, allowed))
     return tuple(conditions)
-
-
-def unknown(key: str, candidates: Sequence[str], what: str = "config key") -> str:
-    """`unknown <what> 'key' (did you mean 'closest'?)`."""
-    close = difflib.get_close_matches(str(key), list(candidates), n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {key!r}{hint}"
 
 
 def _number(value: Any) -> float:

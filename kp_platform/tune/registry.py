@@ -33,7 +33,12 @@ def register_best(spec: SweepSpec, results: Any) -> dict[str, Any] | None:
         best = results.get_best_result(spec.metric, spec.mode, scope="all")
     except RuntimeError:
         return None
-    checkpoint = best.get_best_checkpoint(spec.metric, spec.mode) if best.metrics else None
+    if not best.metrics or not best.best_checkpoints:
+        return None  # e.g. every trial failed before its first evaluation
+    try:
+        checkpoint = best.get_best_checkpoint(spec.metric, spec.mode)
+    except RuntimeError:  # no checkpoint carries the metric
+        return None
     if checkpoint is None:
         return None
     folder = spec.experiment_dir / BEST_DIR

@@ -49,6 +49,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None
     frames = analysis.trial_dataframes
     optuna_trials = _optuna_trials(Path(experiment))
+    fifo = _scheduler(Path(experiment)) == "fifo"
     rows = []
     for trial in analysis.trials:
         frame = frames.get(trial.trial_id)
@@ -59,7 +60,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         epochs = max((e for e, _ in curve), default=0)
         rows.append(TrialRow(
             trial_id=trial.trial_id,
-            status=_status(trial, epochs),
+            status=_status(trial, epochs, fifo),
             values=dict(trial.config),
             best=max((m for _, m in curve), default=None),
             epochs=epochs,
@@ -94,13 +95,22 @@ def format_table(rows: list[TrialRow], metric: str = METRIC) -> str:
     return "\n".join(text)
 
 
-def _status(trial: Any, epochs: int) -> str:
+def _status(trial: Any, epochs: int, fifo: bool = False) -> str:
     if trial.status == "ERROR":
         return "errored"
     if trial.status != "TERMINATED":
         return trial.status.lower()
-    # ASHA stops a trial by ending it early; Tune records both as TERMINATED.
-    return "completed" if epochs >= _max_epochs(trial) else "stopped (ASHA)"
+    # ASHA stops a trial by ending it early; Tune records both as TERMINATED. FIFO stops none.
+    return "completed" if fifo or epochs >= _max_epochs(trial) else "stopped (ASHA)"
+
+
+def _scheduler(experiment: Path) -> str:
+    """The sweep's scheduler, from the settings copy `run_sweep` keeps (ASHA when absent)."""
+    from kp_platform.tune.runner import SPACE_COPY
+
+    saved = experiment / SPACE_COPY
+    data = yaml.safe_load(saved.read_text()) if saved.is_file() else None
+    return str((data or {}).get("scheduler", "asha"))
 
 
 def _max_epochs(trial: Any) -> int:
@@ -113,8 +123,24 @@ def _max_epochs(trial: Any) -> int:
 def _error_reason(trial: Any) -> str:
     if trial.status != "ERROR":
         return ""
-    error_file = Path(trial.path) / "error.txt"
-    text = error_file.read_text() if error_file.is_file() else str(trial.error_file or "")
+    return error_line(trial.path, None)
+
+
+def error_line(trial_path: str | Path | None, error: BaseException | None) -> str:
+    """One line for a failed trial: the original exception, e.g. `FloatingPointError: ...`.
+
+    Args:
+        trial_path: The trial's folder, where Tune writes `error.txt`.
+        error: The exception Tune recorded (a Result's `error`), if at hand.
+    """
+    cause = error
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # RayTaskError wraps the trial's own exception
+    if cause is not None and type(cause).__module__.split(".")[0] != "ray":
+        first = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {first[0]}" if first else type(cause).__name__
+    error_file = Path(trial_path) / "error.txt" if trial_path else None
+    text = error_file.read_text() if error_file and error_file.is_file() else str(error or "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # Ray's error text ends with the original exception, e.g. "FloatingPointError: ...".
     return lines[-1] if lines else "unknown error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -48,16 +49,48 @@ def check_resources(spec: SweepSpec) -> None:
         "resources.check_cluster=false on an autoscaling cluster", str(spec.path))
 
 
+def check_local_resources(spec: SweepSpec) -> None:
+    """Before an embedded Ray starts: its one node is this machine, so a per-trial request
+    that this machine cannot hold is refused without starting Ray (`check_resources` covers
+    a running Ray or a cluster)."""
+    import ray
+
+    if not spec.resources.check_cluster or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
+        return
+    have = {"CPU": float(spec.ray.num_cpus or os.cpu_count() or 1),
+            "GPU": float(_local_gpus()) if spec.resources.gpu else 0.0}
+    if spec.resources.cpu <= have["CPU"] and spec.resources.gpu <= have["GPU"]:
+        return
+    raise InputError(
+        f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU "
+        f"but the embedded Ray on this machine would have {have['CPU']:g} CPU and "
+        f"{have['GPU']:g} GPU (ray.num_cpus, the GPUs torch sees); lower the request",
+        str(spec.path))
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
 def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     """Runs (or restores and finishes) the sweep; returns Tune's ResultGrid.
 
-    An experiment folder that Tune can restore is always restored: finished trials are kept,
-    interrupted ones continue from their last checkpoint.
+    Every configuration the space can produce and every file its trials read are checked
+    first (`preflight`), before Ray starts. An experiment folder that Tune can restore is always
+    restored: finished trials are kept, interrupted ones continue from their last checkpoint.
 
     Args:
         spec: The validated search space.
         resume: Insist on restoring (an error when there is nothing to restore).
     """
+    from kp_platform.tune.preflight import preflight
+
+    preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
+    check_local_resources(spec)
     from ray import tune
 
     init_ray(spec)
@@ -82,9 +115,32 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
         experiment.mkdir(parents=True, exist_ok=True)
         (experiment / SPACE_COPY).write_text(_settings_text(spec))
         tuner = build_tuner(spec, trainable)
-    results = tuner.fit()
+    tune_log = logging.getLogger("ray.tune.execution.tune_controller")
+    one_line = OneLineTrialErrors()
+    tune_log.addFilter(one_line)
+    try:
+        results = tuner.fit()
+    finally:
+        tune_log.removeFilter(one_line)
     tidy_orphans(spec, results)
     return results
+
+
+class OneLineTrialErrors(logging.Filter):
+    """Tune logs each failed trial attempt with the whole traceback; keep one line of it.
+
+    The traceback stays in the trial's `error.txt` (and `kp sweep report` shows its reason).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Trial task failed"):
+            from kp_platform.tune.report import error_line
+
+            record.msg = f"{record.getMessage()}: {error_line(None, record.exc_info[1])}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def build_trainable(spec: SweepSpec) -> Any:
@@ -103,17 +159,11 @@ def build_trainable(spec: SweepSpec) -> Any:
 def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
     """The Tuner: Optuna (PRUNED-aware) proposes, ASHA stops on evaluation epochs."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from kp_platform.tune.lifecycle import WaitForStoppingTrials
 
     search = build_searcher(spec)
-    scheduler = ASHAScheduler(
-        time_attr="epoch",
-        grace_period=spec.asha.grace_period,
-        reduction_factor=spec.asha.reduction_factor,
-        max_t=spec.asha.max_epochs,
-    )
+    scheduler = build_scheduler(spec)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -144,6 +194,20 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
     )
 
 
+def build_scheduler(spec: SweepSpec) -> Any:
+    """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        grace_period=spec.asha.grace_period,
+        reduction_factor=spec.asha.reduction_factor,
+        max_t=spec.asha.max_epochs,
+    )
+
+
 def build_searcher(spec: SweepSpec) -> Any:
     """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
     import optuna
@@ -154,7 +218,8 @@ def build_searcher(spec: SweepSpec) -> Any:
     sampler = optuna.samplers.TPESampler(seed=spec.search.seed,
                                          n_startup_trials=spec.search.startup_trials)
     return PrunedAwareOptunaSearch(
-        max_epochs=spec.asha.max_epochs,
+        # Only ASHA stops trials early: under FIFO a trial that ends is complete.
+        max_epochs=spec.asha.max_epochs if spec.scheduler == "asha" else None,
         space=SpaceSampler(spec.parameters),
         metric=spec.metric,
         mode=spec.mode,
@@ -221,6 +286,8 @@ def _settings_text(spec: SweepSpec) -> str:
         "metric": spec.metric, "mode": spec.mode,
         "asha": vars(spec.asha), "eval_every": spec.eval_every,
     }
+    if spec.scheduler != "asha":  # kept out for ASHA: experiments from before the setting
+        data["scheduler"] = spec.scheduler
     return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -16,11 +16,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     keyed by epoch (not Tune's report count), the same axis as ASHA's rungs.
 
     Args:
-        max_epochs: A trial that reports this many epochs completed normally.
+        max_epochs: A trial that reports this many epochs completed normally; one that ended
+            before was stopped by ASHA. None (FIFO, which stops nothing): every trial that ends
+            without an error is complete, with its last reported value.
         **kwargs: As for `OptunaSearch`.
     """
 
-    def __init__(self, *, max_epochs: int, **kwargs: Any) -> None:
+    def __init__(self, *, max_epochs: int | None, **kwargs: Any) -> None:
         self.max_epochs = max_epochs
         self._reported: dict[str, set[int]] = {}
         super().__init__(**kwargs)
@@ -47,6 +49,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         elif result is not None:
             # Tune hands a trial's final report to `on_trial_complete` only.
             self.on_trial_result(trial_id, result)
-        if result is not None and int(result.get("epoch", 0)) < self.max_epochs:
+        if (result is not None and self.max_epochs is not None
+                and int(result.get("epoch", 0)) < self.max_epochs):
             result = {k: v for k, v in result.items() if k != self.metric}
         super().on_trial_complete(trial_id, result, error)

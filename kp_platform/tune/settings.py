@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from kp_platform.config import coerce, unknown
 from kp_platform.errors import InputError
 
 T = TypeVar("T")
@@ -90,7 +90,11 @@ class RaySettings:
 
 
 def read_section(cls: type[T], data: Any, name: str, source: str) -> T:
-    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values."""
+    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values.
+
+    Values are checked with the config's own `coerce`, so a sweep setting and a config key
+    accept the same spellings.
+    """
     if data is None:
         return cls()
     if not isinstance(data, dict):
@@ -100,36 +104,11 @@ def read_section(cls: type[T], data: Any, name: str, source: str) -> T:
     values = {}
     for key, value in data.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
-            raise InputError(f"unknown key '{name}.{key}'{hint}", source)
-        values[key] = _coerce(value, hints[key], f"{name}.{key}", source)
+            raise InputError(unknown(f"{name}.{key}", [f"{name}.{n}" for n in names], "key"),
+                             source)
+        values[key] = coerce(value, hints[key], f"{name}.{key}", source)
     section = cls(**values)
     for key, (ok, message) in getattr(section, "checks", dict)().items():
         if not ok:
             raise InputError(f"{name}.{key} {message} (got {getattr(section, key)!r})", source)
     return section
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    arms = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, _UnionType) else (tp,)
-    if value is None and type(None) in arms:
-        return None
-    for arm in arms:
-        origin = typing.get_origin(arm) or arm
-        if arm is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-            try:
-                return float(value)  # YAML 1.1 reads `1e-4` as a string
-            except ValueError:
-                continue
-        if arm is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if arm in (bool, str) and type(value) is arm:
-            return value
-        if origin in (list, dict) and isinstance(value, origin):
-            return value
-    names = " or ".join(getattr(a, "__name__", str(a)) for a in arms if a is not type(None))
-    raise InputError(f"{key}: expected {names}, got {value!r}", source)
-
-
-_UnionType = type(int | None)

@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kp_platform.config import Config, all_keys, apply_overrides, load_config, read_yaml
+from kp_platform.config import (
+    Config,
+    all_keys,
+    apply_overrides,
+    config_key_type,
+    load_config,
+    parse_overrides,
+    read_yaml,
+    unknown,
+)
+from kp_platform.config.overrides import dataclass_key_type
 from kp_platform.errors import InputError
-from kp_platform.tune.parameters import Parameter, parse_parameter, unknown
+from kp_platform.tune.parameters import Parameter, parse_parameter
 from kp_platform.tune.settings import (
     AshaSettings,
     RaySettings,
@@ -27,12 +35,26 @@ from kp_platform.tune.settings import (
     read_section,
 )
 
-TOP_LEVEL = ("name", "base", "space", "metric", "mode", "search", "asha", "eval_every",
-             "num_samples", "max_concurrent", "resources", "storage_path", "max_failures",
-             "wandb", "ray")
+TOP_LEVEL = ("name", "base", "space", "metric", "mode", "scheduler", "search", "asha",
+             "eval_every", "num_samples", "max_concurrent", "resources", "storage_path",
+             "max_failures", "wandb", "ray")
+SCHEDULERS = ("asha", "fifo")
+# The declared types of the top-level settings; the sections' come from their dataclasses.
+_SCALARS = {"name": str, "metric": str, "mode": str, "scheduler": str, "eval_every": int,
+            "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int}
+_SECTIONS = {"search": SearchSettings, "asha": AshaSettings, "resources": Resources,
+             "wandb": WandbSettings, "ray": RaySettings}
 # Set by the sweep itself: sampling them would break ASHA's rungs or the experiment layout.
 RESERVED = ("trainer.max_epochs", "eval.eval_every", "trainer.run_root", "trainer.name",
             "logging.wandb.group", "logging.wandb.project", "logging.wandb.mode")
+# The objective is fixed by the sweep: trials compared on different metrics or validation images
+# are not comparable, and TPE would learn which objective is easiest.
+OBJECTIVE_KEYS = ("eval.", "data.val", "data.val_fraction", "data.split_seed", "data.test")
+# What a trial runs on is set by `resources:` (what Ray reserves for it), not searched.
+RESOURCE_KEYS = ("trainer.devices", "trainer.accelerator", "data.num_workers")
+# Files a config names: made absolute in the base config, and must be absolute when sampled.
+PATH_KEYS = ("data.train", "data.val", "data.test", "data.replay", "data.channels",
+             "model.pretrained_path", "model.init_from")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -47,6 +69,8 @@ class SweepSpec:
     parameters: list[Parameter]
     metric: str = "val/map"
     mode: str = "max"
+    scheduler: str = "asha"
+    """`asha` stops weak trials at its rungs; `fifo` runs every trial to `asha.max_epochs`."""
     search: SearchSettings = field(default_factory=SearchSettings)
     asha: AshaSettings = field(default_factory=AshaSettings)
     eval_every: int = 1
@@ -105,6 +129,10 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         if key in data:
             setattr(spec, key, _integer(data[key], key, source))
     spec.storage_path = str(data.get("storage_path", spec.storage_path))
+    spec.scheduler = data.get("scheduler", spec.scheduler)
+    if spec.scheduler not in SCHEDULERS:
+        raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
+                         f"(got {spec.scheduler!r})", source)
     spec.search = read_section(SearchSettings, data.get("search"), "search", source)
     spec.asha = read_section(AshaSettings, data.get("asha"), "asha", source)
     spec.resources = read_section(Resources, data.get("resources"), "resources", source)
@@ -126,6 +154,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     })
     spec.metric = str(data.get("metric", spec.metric))
     spec.mode = str(data.get("mode", spec.mode))
+    _check_early_stopping(spec, source)
     _check_metric(spec, source)
     spec.parameters = _parameters(data.get("space"), spec.base, source)
     for i, point in enumerate(spec.search.points_to_evaluate):
@@ -135,33 +164,48 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
 
 def _apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], source: str
                          ) -> dict[str, Any]:
-    """Lays sweep-setting overrides into `data`; returns the base-config ones."""
-    sections = {k.split(".")[0] for k in all_keys()}
+    """Lays sweep-setting overrides into `data`; returns the base-config ones.
+
+    Both kinds go through the config's one parser, each value parsed for its key's type.
+    """
     config_overrides: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"override {item!r} is not of the form key=value", source)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        head = key.split(".")[0]
-        if head in TOP_LEVEL:
-            node = data
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise InputError(f"override {key!r}: {part!r} is not a section", source)
-            node[leaf] = value
-        elif head in sections:
-            config_overrides[key] = raw if isinstance(value, str) else value
-        else:
-            raise InputError(f"override {key!r}: {unknown(key, [*TOP_LEVEL, *all_keys()])}",
-                             source)
+    values = parse_overrides(overrides, lambda key: setting_type(key, source), source)
+    for key, value in values.items():
+        if key.split(".")[0] not in TOP_LEVEL:
+            config_overrides[key] = value
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise InputError(f"override {key!r}: {part!r} is not a section", source)
+        node[leaf] = value
     return config_overrides
+
+
+def setting_type(key: str, source: str | None = None) -> Any:
+    """The declared type of a sweep setting (`num_samples`, `asha.max_epochs`) or config key.
+
+    Raises:
+        InputError: an unknown key, naming the closest sweep setting or config key.
+    """
+    head, _, rest = key.partition(".")
+    if head in _SCALARS and not rest:
+        return _SCALARS[head]
+    if head in _SECTIONS and rest:
+        try:
+            return dataclass_key_type(_SECTIONS[head], rest, prefix=f"{head}.")
+        except InputError as exc:
+            raise InputError(f"override {key!r}: {exc}", source) from None
+    if head in TOP_LEVEL:
+        return Any  # a whole section, or base/space: read as YAML
+    if head in {k.split(".")[0] for k in all_keys()}:
+        try:
+            return config_key_type(key)
+        except InputError as exc:
+            raise InputError(str(exc), source) from None
+    raise InputError(f"override {key!r}: {unknown(key, [*TOP_LEVEL, *all_keys()])}", source)
 
 
 def _load_base(base: Any, config_overrides: dict[str, Any], source: str) -> Config:
@@ -171,10 +215,8 @@ def _load_base(base: Any, config_overrides: dict[str, Any], source: str) -> Conf
     if not isinstance(base, dict):
         raise InputError("base must be a config path or {config: PATH, overrides: {...}}", source)
     _check_keys(base, ("config", "overrides"), "base.", source)
-    overrides = base.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise InputError("base.overrides must map dotted config keys to values", source)
     try:
+        overrides = base_overrides(base.get("overrides"), source)
         config = load_config(base.get("config"), overrides)
         config = apply_overrides(config, config_overrides)
     except InputError as exc:
@@ -182,21 +224,40 @@ def _load_base(base: Any, config_overrides: dict[str, Any], source: str) -> Conf
     return _absolute_paths(config)
 
 
+def base_overrides(value: Any, source: str) -> dict[str, Any]:
+    """`base.overrides`: a mapping of dotted config keys, or a list of `key=value` strings
+    (parsed as on the command line).
+
+    Raises:
+        InputError: neither form, or an unknown key in the list.
+    """
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return parse_overrides(value, config_key_type, source)
+    if value is not None and not isinstance(value, dict):
+        raise InputError("base.overrides must map dotted config keys to values, or list "
+                         "key=value strings", source)
+    return dict(value or {})
+
+
 def _absolute_paths(config: Config) -> Config:
     """Relative paths made absolute: Tune runs each trial in its own working directory."""
     fixed: dict[str, Any] = {}
-    keys = ("data.train", "data.val", "data.test", "data.channels", "model.pretrained_path",
-            "model.init_from")
-    for key in keys:
+    for key in PATH_KEYS:
         value = config_value(config, key)
-        if not isinstance(value, str) or not value or Path(value).is_absolute():
-            continue
-        if value.startswith("wandb:"):  # an artifact, not a path
-            continue
-        # data.channels may also be the compact `a=b:c` form rather than a file.
-        if key != "data.channels" or value.endswith((".yaml", ".yml")) or Path(value).exists():
+        if _relative_path(key, value):
             fixed[key] = str(Path(value).absolute())
     return apply_overrides(config, fixed) if fixed else config
+
+
+def _relative_path(key: str, value: Any) -> bool:
+    """Whether `value` of path key `key` is a relative file path (not an artifact, not the
+    compact channel form)."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return False
+    if value.startswith("wandb:"):  # an artifact, not a path
+        return False
+    # data.channels may also be the compact `a=b:c` form rather than a file.
+    return key != "data.channels" or value.endswith((".yaml", ".yml")) or Path(value).exists()
 
 
 def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
@@ -209,10 +270,17 @@ def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
         where = f"space.{key}"
         if key not in known:
             raise InputError(f"{where}: {unknown(key, sorted(known))}", source)
-        if key in RESERVED:
-            raise InputError(f"{where}: set by the sweep itself and cannot be sampled", source)
+        refusal = _refusal(key)
+        if key == "data.train" and not base.data.val:
+            refusal = ("the validation images are split off data.train (data.val is empty), so "
+                       "sampling it changes the objective; give data.val in the base config")
+        if refusal:
+            raise InputError(f"{where}: {refusal}", source)
         parameters.append(parse_parameter(key, entry, parameters, where, source))
         for value in parameters[-1].values:
+            if key in PATH_KEYS and _relative_path(key, value):
+                raise InputError(f"{where}: {value!r} is a relative path, but each trial runs in "
+                                 "a folder of its own; give an absolute path", source)
             try:
                 apply_overrides(base, {key: value})
             except InputError as exc:
@@ -220,6 +288,31 @@ def _parameters(space: Any, base: Config, source: str) -> list[Parameter]:
                 raise InputError(f"{where}: the config rejects {value!r}: {reason}",
                                  source) from None
     return parameters
+
+
+def _refusal(key: str) -> str | None:
+    """Why `key` may not be sampled, or None."""
+    if key in RESERVED:
+        return "set by the sweep itself and cannot be sampled"
+    if any(key == k or (k.endswith(".") and key.startswith(k)) for k in OBJECTIVE_KEYS):
+        return ("defines the objective (the metric or the validation data), which the sweep "
+                "fixes: trials must be scored alike; set it in the base config")
+    if key in RESOURCE_KEYS:
+        return ("belongs to the trial's resources (the `resources:` section and the base "
+                "config), not to the search")
+    if key == "trainer.early_stop_patience":
+        return ("a trial that stops itself early would be recorded as pruned; the scheduler "
+                "does the early stopping (scheduler: asha)")
+    return None
+
+
+def _check_early_stopping(spec: SweepSpec, source: str) -> None:
+    """Under ASHA a trial that ends before `max_epochs` is PRUNED, so none may end itself."""
+    patience = spec.base.trainer.early_stop_patience
+    if spec.scheduler == "asha" and patience:
+        raise InputError(f"base config: trainer.early_stop_patience={patience} would stop "
+                         "trials that ASHA then records as pruned; set it to 0 (ASHA stops "
+                         "weak trials) or use scheduler: fifo", source)
 
 
 def _check_point(point: Any, parameters: list[Parameter], where: str, source: str) -> None:
@@ -237,11 +330,12 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
     asha = spec.asha
     if spec.eval_every < 1:
         raise InputError(f"eval_every must be >= 1 (got {spec.eval_every})", source)
-    if asha.grace_period % spec.eval_every:
+    # Rungs exist only under ASHA (FIFO stops nothing).
+    if spec.scheduler == "asha" and asha.grace_period % spec.eval_every:
         raise InputError(f"asha.grace_period ({asha.grace_period}) must be a multiple of "
                          f"eval_every ({spec.eval_every}): ASHA decides only on fresh AP",
                          source)
-    if asha.grace_period > asha.max_epochs:
+    if spec.scheduler == "asha" and asha.grace_period > asha.max_epochs:
         raise InputError(f"asha.grace_period ({asha.grace_period}) exceeds asha.max_epochs "
                          f"({asha.max_epochs})", source)
     for key in ("num_samples", "max_concurrent"):

@@ -12,7 +12,7 @@ from kp_platform.config import load_config
 from kp_platform.errors import InputError
 from kp_platform.training import read_checkpoint, train
 from tests.conftest import tiny_config
-from tests.wandb_records import offline_runs
+from tests.wandb_records import closed_offline_runs, offline_runs
 
 
 def _csv_rows(run_dir):
@@ -93,14 +93,35 @@ def test_a_run_stopped_early_is_still_evaluated(synth_data, tmp_path):
     assert result.metrics["last"] is not None and result.best_checkpoint is not None
 
 
-def test_resume_continues_the_epoch_count(synth_data, tmp_path):
-    first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1",
-                              "logging.wandb.mode=disabled"))
-    resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3",
-                                "logging.wandb.mode=disabled"), resume=first.run_dir)
+def test_resume_continues_the_epoch_count_and_the_wandb_run(synth_data, tmp_path):
+    first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1"))
+    resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3"),
+                    resume=first.run_dir)
     assert resumed.run_dir == first.run_dir and resumed.metrics["epochs"] == 3
     epochs = sorted({int(r["epoch"]) for r in _csv_rows(first.run_dir) if r.get("val/loss")})
     assert epochs == [0, 1, 2]  # epoch 0 from the first run, 1-2 after resuming
+    runs = closed_offline_runs(first.run_dir / "wandb", 2)
+    # one wandb run, continued: both parts carry its id and were closed
+    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id
+    assert [run.exit_code for run in runs] == [0, 0]
+
+
+class _CrashAfterFirstEpoch(pl.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        raise RuntimeError("injected crash")
+
+
+def test_a_crashed_run_is_closed_and_its_retry_continues_it(synth_data, tmp_path):
+    config = tiny_config(synth_data, tmp_path, "trainer.max_epochs=1")
+    run_dir = tmp_path / "retried"
+    with pytest.raises(RuntimeError, match="injected crash"):
+        train(config, [_CrashAfterFirstEpoch()], run_dir=run_dir)
+    result = train(config, run_dir=run_dir)  # what a sweep's retry does, in the same folder
+    crashed, retried = closed_offline_runs(run_dir / "wandb", 2)
+    assert crashed.run_id == retried.run_id
+    assert (crashed.exit_code, retried.exit_code) == (1, 0)
+    assert [a["name"] for a in retried.artifacts if not a["use"]] == ["retried-model"]
+    assert (result.run_dir / "metrics.json").is_file()
 
 
 def test_resume_without_checkpoint_is_an_input_error(synth_data, tmp_path):

@@ -23,6 +23,7 @@ from kp_platform.tune.report import collect_trials
 from kp_platform.tune.runner import build_tuner
 from tests.tune.conftest import space_data, write_space
 from tests.tune.helpers import crash_once_trial
+from tests.wandb_records import closed_offline_runs, offline_runs
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS = 8  # per trial in the kill test: a wide window to interrupt the second trial in
@@ -55,7 +56,8 @@ def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, 
 
     data = space_data(synth_data, tmp_path / "sweeps", name="retry", num_samples=1,
                       max_failures=1, eval_every=1,
-                      asha={"grace_period": 4, "reduction_factor": 2, "max_epochs": 4})
+                      asha={"grace_period": 4, "reduction_factor": 2, "max_epochs": 4},
+                      wandb={"mode": "offline", "project": "kp-tests"})
     spec = load_space(write_space(tmp_path / "retry.yaml", data))
     marker = tmp_path / "crashed"
     trainable = tune.with_resources(graceful(
@@ -70,6 +72,31 @@ def test_crashing_trial_is_retried_from_its_checkpoint(ray_session, synth_data, 
     # the second attempt started from the epoch-2 checkpoint and carried on counting
     assert _reported_epochs(trial_dir) == [1, 2, 3, 4]
     assert _epochs_logged(trial_dir) == [[0, 1], [2, 3]]
+    # one wandb run for the trial: the crashed attempt closed it (exit 1), the retry continued
+    # it (same id) and ended it with the run's files and its model artifact
+    crashed, retried = closed_offline_runs(trial_dir / "wandb", 2)
+    assert crashed.run_id == retried.run_id
+    assert (crashed.exit_code, retried.exit_code) == (1, 0)
+    assert [a["name"] for a in retried.artifacts if not a["use"]] == [f"{trial_dir.name}-model"]
+    assert (trial_dir / "metrics.json").is_file()
+
+
+def test_trials_failing_at_run_time_end_in_one_line_each(ray_session, synth_data, tmp_path,
+                                                          run_kp):
+    """Every trial fails (a NaN loss, which no pre-flight can foresee), even when retried: the
+    driver names each failed trial on one line, registers nothing and exits 1."""
+    data = space_data(synth_data, tmp_path / "sweeps", name="failing", num_samples=1,
+                      max_failures=1, search={"seed": 0, "startup_trials": 10},
+                      asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 1})
+    data["base"]["overrides"]["optim.weight_decay"] = 1.0e30
+    code, out, err = run_kp("sweep", write_space(tmp_path / "failing.yaml", data))
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: trial ") and line.endswith(
+        "failed: FloatingPointError: training loss is nan at epoch 0")
+    assert "Traceback" not in err
+    assert "nothing registered" in out
+    assert not (tmp_path / "sweeps" / "failing" / "best").exists()
 
 
 @pytest.fixture
@@ -82,7 +109,8 @@ def ray_tmp():
 def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     data = space_data(synth_data, tmp_path / "sweeps", name="kill", num_samples=2,
                       max_concurrent=1, eval_every=1,
-                      asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS})
+                      asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS},
+                      wandb={"mode": "offline", "project": "kp-tests"})
     space = write_space(tmp_path / "kill.yaml", data)
     experiment = tmp_path / "sweeps" / "kill"
     kp = [str(Path(sys.executable).parent / "kp"), "sweep", str(space)]
@@ -114,6 +142,17 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     restarts = [r for r in results[1:] if r["iterations_since_restore"] == 1]
     assert len(restarts) == 1 and restarts[0]["epoch"] > 1
     assert _epochs_logged(experiment / interrupted)[-1][0] > 0  # Lightning resumed, too
+    # one wandb run per trial: the interrupted trial's restored attempt continued its run and
+    # ended it with its files and model artifact. The killed attempt's part was never closed
+    # and may hold no record yet: its id is read from its folder name (offline-run-<time>-<id>).
+    for row in rows:
+        trial_dir = experiment / f"trial_{row.trial_id}"
+        runs = offline_runs(trial_dir / "wandb")
+        assert len(runs) == (2 if trial_dir.name == interrupted else 1)
+        assert {run.path.parent.name.split("-")[3] for run in runs} == {runs[-1].run_id}
+        assert runs[-1].exit_code == 0 and (trial_dir / "metrics.json").is_file()
+        assert [a["name"] for a in runs[-1].artifacts if not a["use"]] == [
+            f"{trial_dir.name}-model"]
     study = optuna.load_study(study_name="kill",
                               storage=f"sqlite:///{experiment / 'optuna.db'}")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]

@@ -18,12 +18,14 @@ from kp_platform.tune.runner import (
 from tests.tune.conftest import space_data, write_space
 
 
-def _space(tmp_path, **settings):
-    return write_space(tmp_path / "space.yaml", space_data(None, tmp_path / "sweeps", **settings))
+def _space(tmp_path, synth_data=None, **settings):
+    """A tiny space file; with data when the test gets past the pre-flight (to Ray)."""
+    return write_space(tmp_path / "space.yaml",
+                       space_data(synth_data, tmp_path / "sweeps", **settings))
 
 
-def test_gpu_request_on_a_gpu_less_cluster_is_refused(ray_session, tmp_path, run_kp):
-    path = _space(tmp_path, resources={"cpu": 1, "gpu": 1})
+def test_gpu_request_on_a_gpu_less_cluster_is_refused(ray_session, synth_data, tmp_path, run_kp):
+    path = _space(tmp_path, synth_data, resources={"cpu": 1, "gpu": 1})
     code, _, err = run_kp("sweep", path)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 1 GPU but no "
@@ -32,17 +34,18 @@ def test_gpu_request_on_a_gpu_less_cluster_is_refused(ray_session, tmp_path, run
 
 
 def test_fractional_request_that_fits_is_accepted_and_more_cpus_than_a_node_is_not(
-        ray_session, tmp_path, run_kp):
-    code, _, err = run_kp("sweep", _space(tmp_path, resources={"cpu": 8}))
+        ray_session, synth_data, tmp_path, run_kp):
+    code, _, err = run_kp("sweep", _space(tmp_path, synth_data, resources={"cpu": 8}))
     assert code == 2 and "asks for 8 CPU and 0 GPU" in err
     # 0.5 CPU fits; --resume then finds nothing to resume, which is the next check
-    code, _, err = run_kp("sweep", _space(tmp_path, resources={"cpu": 0.5}), "--resume")
+    code, _, err = run_kp("sweep", _space(tmp_path, synth_data, resources={"cpu": 0.5}),
+                          "--resume")
     assert code == 2 and "nothing to resume: no Tune experiment here" in err
 
 
-def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, tmp_path,
-                                                                     run_kp):
-    path = _space(tmp_path)
+def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, synth_data,
+                                                                     tmp_path, run_kp):
+    path = _space(tmp_path, synth_data)
     stray = tmp_path / "sweeps" / "t" / "notes.txt"
     stray.parent.mkdir(parents=True)
     stray.write_text("mine")
@@ -83,3 +86,24 @@ def test_resuming_with_another_space_is_refused(tmp_path, change):
     spec2 = load_space(_space(tmp_path, **other[change]))
     with pytest.raises(InputError, match="started with another search space"):
         _check_same_sweep(spec2, spec.experiment_dir)
+
+
+def test_tune_logs_a_failed_trial_in_one_line():
+    import logging
+
+    from kp_platform.tune.runner import OneLineTrialErrors
+
+    try:
+        try:
+            raise FloatingPointError("training loss is nan at epoch 0\nmore detail")
+        except FloatingPointError as cause:
+            raise RuntimeError("ray::ResourceTrainable.train() (pid=1)") from cause
+    except RuntimeError as exc:
+        exc.cause = exc.__cause__  # as RayTaskError carries the trial's exception
+        record = logging.LogRecord("ray.tune.execution.tune_controller", logging.ERROR, "f", 1,
+                                   "Trial task failed for trial %s", ("trial_1",),
+                                   (type(exc), exc, exc.__traceback__))
+    assert OneLineTrialErrors().filter(record)
+    assert logging.Formatter().format(record) == (
+        "Trial task failed for trial trial_1: FloatingPointError: training loss is nan at "
+        "epoch 0")

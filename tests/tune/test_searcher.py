@@ -43,3 +43,21 @@ def test_stopped_trials_are_pruned_finished_complete_crashed_fail(search):
     # intermediate values are keyed by epoch, ASHA's axis, not Tune's report count
     assert trials["full"].intermediate_values == {2: 0.2, 4: 0.4}
     assert trials["stopped"].intermediate_values == {2: 0.2}
+
+
+def test_under_fifo_a_trial_that_stopped_itself_is_complete(tmp_path):
+    """FIFO stops nothing: a trial that ended before max_epochs (its own early stopping) is
+    COMPLETE with its last value, never PRUNED."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = PrunedAwareOptunaSearch(
+        max_epochs=None, space=SpaceSampler([Parameter("optim.lr", "loguniform", (1e-4, 1e-2))]),
+        metric="val/map", mode="max", study_name="s", storage=storage, seed=0)
+    _run(searcher, "full", [2, 4])
+    _run(searcher, "self_stopped", [2])
+    _run(searcher, "crashed", [2], error=True)
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trials = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert trials["full"].state.name == "COMPLETE" and trials["full"].value == 0.4
+    assert trials["self_stopped"].state.name == "COMPLETE"
+    assert trials["self_stopped"].value == 0.2
+    assert trials["crashed"].state.name == "FAIL"

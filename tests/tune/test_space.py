@@ -71,9 +71,11 @@ def test_relative_data_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = space_data(None, Path("sweeps"))
     data["base"]["overrides"]["data.train"] = "data/train.json"
+    data["base"]["overrides"]["data.replay"] = "data/replay.json"
     spec = load_space(write_space(tmp_path / "s.yaml", data))
     # trials run in their own working directories
     assert spec.base.data.train == str(tmp_path / "data" / "train.json")
+    assert spec.base.data.replay == str(tmp_path / "data" / "replay.json")
     assert spec.experiment_dir == tmp_path / "sweeps" / "t"
 
 
@@ -116,6 +118,31 @@ BAD_SPACES = {
                       "search.points_to_evaluate[0]: optim.lr=5 lies outside its distribution"),
     "metric": ({"metric": "val/mAP"}, "metric: unknown metric 'val/mAP'"),
     "negative_gpu": ({"resources": {"cpu": 1, "gpu": -1}}, "resources.gpu must be >= 0"),
+    "samples_threshold": ({"space": {"eval.thresholds": {"choice": [2, 4]}}},
+                          "space.eval.thresholds: defines the objective"),
+    "samples_matching": ({"space": {"eval.matching": {"choice": ["first", "nearest"]}}},
+                         "space.eval.matching: defines the objective"),
+    "samples_validation_set": ({"space": {"data.val": {"choice": ["a.json", "b.json"]}}},
+                               "space.data.val: defines the objective"),
+    "samples_train_holding_the_validation_set": (
+        {"space": {"data.train": {"choice": ["a.json", "b.json"]}}},
+        "space.data.train: the validation images are split off data.train"),
+    "relative_sampled_path": ({"space": {"data.replay": {"choice": ["/abs/a.json", "b.json"]}}},
+                              "space.data.replay: 'b.json' is a relative path"),
+    "samples_split": ({"space": {"data.split_seed": {"int": [0, 3]}}},
+                      "space.data.split_seed: defines the objective"),
+    "samples_val_fraction": ({"space": {"data.val_fraction": {"uniform": [0.1, 0.3]}}},
+                             "space.data.val_fraction: defines the objective"),
+    "samples_devices": ({"space": {"trainer.devices": {"choice": [1, 2]}}},
+                        "space.trainer.devices: belongs to the trial's resources"),
+    "samples_accelerator": ({"space": {"trainer.accelerator": {"choice": ["cpu", "gpu"]}}},
+                            "space.trainer.accelerator: belongs to the trial's resources"),
+    "samples_early_stopping": ({"space": {"trainer.early_stop_patience": {"int": [1, 3]}}},
+                               "space.trainer.early_stop_patience: a trial that stops itself"),
+    "early_stopping_under_asha": (
+        {"base": {"overrides": {"trainer.early_stop_patience": 2}}},
+        "trainer.early_stop_patience=2 would stop trials that ASHA then records as pruned"),
+    "scheduler": ({"scheduler": "hyperband"}, "scheduler must be one of asha, fifo"),
     "base_config_key": ({"base": {"overrides": {"model.widht": 8}}},
                         "unknown config key 'model.widht' (did you mean 'model.width'?)"),
 }
@@ -156,3 +183,21 @@ def test_loader_raises_input_error(tmp_path):
 def test_every_sweep_form_has_help(run_kp, argv):
     code, out, _ = run_kp(*argv, "--help")
     assert code == 0 and out.startswith("usage: kp sweep")
+
+
+def test_scheduler_setting(tmp_path):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from kp_platform.tune.runner import build_scheduler, build_searcher
+
+    asha = load_space(_space(tmp_path))
+    assert asha.scheduler == "asha" and isinstance(build_scheduler(asha), ASHAScheduler)
+    # FIFO has no rungs (grace_period off eval_every is fine) and lets a trial stop itself
+    fifo = load_space(_space(tmp_path, scheduler="fifo", eval_every=2,
+                             asha={"grace_period": 3, "max_epochs": 4},
+                             base={"overrides": {"trainer.early_stop_patience": 2}}))
+    assert isinstance(build_scheduler(fifo), FIFOScheduler)
+    fifo_dir = tmp_path / "fifo"
+    fifo.storage_path = str(fifo_dir)
+    fifo_dir.joinpath(fifo.name).mkdir(parents=True)
+    assert build_searcher(fifo).max_epochs is None  # nothing is recorded PRUNED

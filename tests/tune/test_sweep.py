@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from pathlib import Path
@@ -18,17 +20,19 @@ from kp_platform.tune.space import config_value
 from tests.tune.conftest import space_data, write_space
 from tests.wandb_records import offline_runs
 
-# eval.score_threshold=0.99 leaves no detection (AP exactly 0), so ASHA must stop those trials
-# once the base trial (AP > 0) has reached the rung; weight_decay=1e30 makes the loss NaN.
-ZERO_AP = {"eval.score_threshold": 0.99, "optim.weight_decay": 1.0e-4}
-NAN = {"eval.score_threshold": 0.99, "optim.weight_decay": 1.0e30}
+# A head prior of 1e-6 keeps every heatmap far below the 0.001 score threshold in 4 epochs: no
+# detection, AP exactly 0 (the score threshold itself is part of the fixed objective), so ASHA
+# must stop those trials once the base trial (AP > 0) has reached the rung;
+# weight_decay=1e30 makes the loss NaN.
+ZERO_AP = {"model.head_prior": 1.0e-6, "optim.weight_decay": 1.0e-4}
+NAN = {"model.head_prior": 1.0e-6, "optim.weight_decay": 1.0e30}
 SPACE = {
     "optim.lr": {"loguniform": [1.0e-3, 1.0e-2]},
-    "eval.score_threshold": {"choice": [0.001, 0.99]},
+    "model.head_prior": {"choice": [0.01, 1.0e-6]},
     "optim.weight_decay": {"choice": [1.0e-4, 1.0e30]},
-    "heatmap.sigma": {"uniform": [1.5, 3.0], "when": {"eval.score_threshold": 0.001}},
+    "heatmap.sigma": {"uniform": [1.5, 3.0], "when": {"model.head_prior": 0.01}},
 }
-BASE_POINT = {"optim.lr": 1.0e-3, "eval.score_threshold": 0.001, "optim.weight_decay": 1.0e-4,
+BASE_POINT = {"optim.lr": 1.0e-3, "model.head_prior": 0.01, "optim.weight_decay": 1.0e-4,
               "heatmap.sigma": 2.0}
 
 
@@ -40,12 +44,14 @@ def sweep(ray_session, synth_data, tmp_path_factory):
         search={"seed": 0, "points_to_evaluate": [ZERO_AP, NAN, ZERO_AP]},
         asha={"grace_period": 2, "reduction_factor": 2, "max_epochs": 4}, eval_every=2,
         num_samples=4, max_concurrent=2, wandb={"mode": "offline", "project": "kp-tests"})
-    assert kp_main(["sweep", str(write_space(root / "main.yaml", data))]) == 0
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = kp_main(["sweep", str(write_space(root / "main.yaml", data))])
     experiment = root / "sweeps" / "main"
     study = optuna.load_study(study_name="main", storage=f"sqlite:///{experiment / 'optuna.db'}")
     by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     return {"dir": experiment, "rows": {r.trial_id: r for r in collect_trials(experiment)},
-            "study": by_tune_id}
+            "study": by_tune_id, "code": code, "stderr": stderr.getvalue()}
 
 
 def _trial_dir(sweep, trial_id):
@@ -73,9 +79,9 @@ def test_sampled_values_reach_training(sweep):
         for checkpoint in folder.glob("checkpoint_*/checkpoints/last.ckpt"):
             hparams = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
             assert hparams["optim"]["lr"] == params["optim.lr"]
-            assert hparams["eval"]["score_threshold"] == params["eval.score_threshold"]
+            assert hparams["model"]["head_prior"] == params["model.head_prior"]
         # the conditional parameter exists only where its condition held
-        assert ("heatmap.sigma" in params) == (params["eval.score_threshold"] == 0.001)
+        assert ("heatmap.sigma" in params) == (params["model.head_prior"] == 0.01)
         lrs.append(params["optim.lr"])
     assert len(set(lrs)) == 4  # every trial trained with its own learning rate
     first = json.loads((_trial_dir(sweep, _first_trial(sweep)) / "params.json").read_text())
@@ -93,7 +99,7 @@ def test_asha_stops_trials_on_fresh_ap_at_evaluation_epochs(sweep):
     stopped = [r for r in rows.values() if r.status == "stopped (ASHA)"]
     # at least the zero-AP trial started after the base trial passed the rung
     assert len(stopped) >= 1
-    assert all(r.curve == [(2, 0.0)] and r.values["eval.score_threshold"] == 0.99
+    assert all(r.curve == [(2, 0.0)] and r.values["model.head_prior"] == 1.0e-6
                for r in stopped)
 
 
@@ -116,6 +122,13 @@ def test_nan_loss_fails_only_its_trial(sweep):
     errored = [r for r in sweep["rows"].values() if r.status == "errored"]
     assert [r.values["optim.weight_decay"] for r in errored] == [1.0e30]
     assert "FloatingPointError: training loss is nan" in errored[0].reason
+    # the driver still registers the best trial, then names the failed one: one line, exit 1
+    assert sweep["code"] == 1
+    lines = [line for line in sweep["stderr"].splitlines() if line.startswith("error: ")]
+    assert lines == [f"error: trial {errored[0].trial_id} failed: FloatingPointError: training "
+                     "loss is nan at epoch 0"]
+    assert "Traceback" not in sweep["stderr"]
+    assert (sweep["dir"] / "best" / "best.ckpt").is_file()
 
 
 def test_wandb_run_per_trial_and_best_checkpoint_registered(sweep):
@@ -124,9 +137,15 @@ def test_wandb_run_per_trial_and_best_checkpoint_registered(sweep):
         assert run.group == "main" and run.job_type == "trial"
         assert run.config["optim"]["lr"] == row.values["optim.lr"]
         if row.status != "errored":
-            # stopped by ASHA or not, the trial wrapped up: full history, files written
+            # stopped by ASHA or not, the trial wrapped up: full history, files written, its
+            # model artifact logged and the run closed
             assert len(run.metric("val/map")) == len(row.curve)
             assert (_trial_dir(sweep, trial_id) / "metrics.json").is_file()
+            assert [a["name"] for a in run.artifacts if not a["use"]] == [
+                f"trial_{trial_id}-model"]
+            assert run.exit_code == 0
+        else:
+            assert run.exit_code == 1  # a failed trial's run is closed too, as failed
     (register,) = offline_runs(sweep["dir"] / "best" / "wandb")
     assert register.job_type == "register" and register.group == "main"
     (artifact,) = [a for a in register.artifacts if not a["use"]]
