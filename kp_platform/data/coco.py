@@ -9,13 +9,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from kp_platform.data.channels import ChannelMap
+from kp_platform.data.image_io import displayed_size
 from kp_platform.errors import InputError
 from kp_platform.files import read_json
 
@@ -172,8 +173,31 @@ def _parse_images(items: list[Any], root: Path, src: str) -> list[ImageRecord]:
         for key, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"image {iid}: '{key}' must be a positive integer", src)
-        images.append(ImageRecord(iid, file_name, root / file_name, width, height))
+        images.append(ImageRecord(iid, file_name, _image_path(root, iid, file_name, src),
+                                  width, height))
     return images
+
+
+def _image_path(root: Path, image_id: int, file_name: str, src: str) -> Path:
+    """`root / file_name`, refused when it leaves `root` (absolute, `..`, or via a symlink).
+
+    The JSON comes from someone else: an image it names must not make `kp data check`, training
+    or the wandb image grid read (and upload) a file outside the dataset's folder.
+    """
+    where = f"image {image_id}: file_name {file_name!r}"
+    if "\x00" in file_name:
+        raise InputError(f"{where} contains a NUL character", src)
+    if PurePosixPath(file_name).is_absolute() or PureWindowsPath(file_name).anchor:
+        raise InputError(f"{where} is an absolute path; it must be relative to the JSON's "
+                         "folder", src)
+    path = root / file_name
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        inside = False
+    if not inside:
+        raise InputError(f"{where} resolves outside the dataset's folder {str(root)!r}", src)
+    return path
 
 
 def _check_annotation(
@@ -213,7 +237,7 @@ def _check_annotation(
 def _check_image_file(image: ImageRecord, src: str) -> None:
     try:
         with Image.open(image.path) as handle:
-            size = handle.size
+            size = displayed_size(handle)  # labelling tools label the turned (displayed) view
     except FileNotFoundError:
         raise InputError(f"image {image.id}: file {image.file_name!r} not found", src) from None
     except (OSError, UnidentifiedImageError):
