@@ -22,6 +22,21 @@ from kp_platform.files import read_json
 
 REQUIRED_KEYS = ("images", "annotations", "categories")
 DROP_REASONS = ("not_labelled", "occluded", "outside_image")
+# Where a tool puts the centre of pixel (row i, column j): "center" at (j, i), this project's
+# convention; "corner" at (j + 0.5, i + 0.5), integer coordinates being pixel corners.
+PIXEL_ORIGINS = ("center", "corner")
+
+
+def pixel_origin_offset(pixel_origin: str) -> float:
+    """What to add to this project's coordinates to get `pixel_origin`'s (0 or 0.5).
+
+    Raises:
+        InputError: `pixel_origin` is not one of PIXEL_ORIGINS.
+    """
+    if pixel_origin not in PIXEL_ORIGINS:
+        raise InputError(f"must be one of {list(PIXEL_ORIGINS)}, got {pixel_origin!r}",
+                         "data.pixel_origin")
+    return 0.5 if pixel_origin == "corner" else 0.0
 
 
 @dataclass(frozen=True)
@@ -64,28 +79,60 @@ class CocoKeypoints:
         annotations: image id → its annotations, in file order (empty for negative images).
     """
 
-    def __init__(self, path: Path, images, categories, annotations) -> None:
+    def __init__(
+        self, path: Path, images, categories, annotations, pixel_origin: str = "center"
+    ) -> None:
         self.path = path
+        self.pixel_origin = pixel_origin
+        self.offset = pixel_origin_offset(pixel_origin)
         self.images: list[ImageRecord] = images
         self.categories: dict[int, Category] = categories
         self.annotations: dict[int, list[dict[str, Any]]] = annotations
         self.image_by_id = {image.id: image for image in images}
 
     @classmethod
-    def load(cls, path: str | Path, check_images: bool = True) -> CocoKeypoints:
+    def load(
+        cls, path: str | Path, check_images: bool = True, pixel_origin: str = "center"
+    ) -> CocoKeypoints:
         """Reads and validates `path`.
 
         Args:
             path: COCO keypoint JSON; `file_name`s are relative to its folder.
             check_images: Also open every image header to check it exists and matches the
                 JSON's width and height.
+            pixel_origin: The labels' pixel convention (PIXEL_ORIGINS); `image_keypoints`
+                returns this project's ("center").
 
         Raises:
             InputError: naming the file and the offending image, annotation or category.
         """
         path = Path(path)
-        data = _read_json(path)
+        return cls.from_dict(read_json(path), path, check_images, pixel_origin)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Any,
+        path: str | Path,
+        check_images: bool = True,
+        pixel_origin: str = "center",
+    ) -> CocoKeypoints:
+        """Validates an already-parsed COCO dict (e.g. from `json.load`).
+
+        Args:
+            data: The parsed JSON.
+            path: Where it came from: named in errors, and its folder holds the images.
+            check_images: See `load`.
+            pixel_origin: See `load`.
+
+        Raises:
+            InputError: naming `path` and the offending image, annotation or category.
+        """
+        path = Path(path)
         src = str(path)
+        if not isinstance(data, dict):
+            raise InputError("expected a JSON object at the top level", src)
+        pixel_origin_offset(pixel_origin)
         missing = [key for key in REQUIRED_KEYS if not isinstance(data.get(key), list)]
         if missing:
             raise InputError(f"missing top-level key(s) {missing} (or not a list)", src)
@@ -101,15 +148,16 @@ class CocoKeypoints:
         if check_images:
             for image in images:
                 _check_image_file(image, src)
-        return cls(path, images, categories, annotations)
+        return cls(path, images, categories, annotations, pixel_origin)
 
     def image_keypoints(
         self, image_id: int, channels: ChannelMap, visible_only: bool = False
     ) -> ImageKeypoints:
         """Gathers one image's keypoints per channel, dropping and counting unusable ones.
 
-        Dropped: v=0 (not labelled), v=1 when `visible_only` (occluded), and keypoints outside
-        the image (x < 0, y < 0, x >= width, y >= height).
+        Labels are turned into this project's pixel convention first (`pixel_origin`). Dropped:
+        v=0 (not labelled), v=1 when `visible_only` (occluded), and keypoints outside the image
+        (x < 0, y < 0, x >= width, y >= height in this project's convention).
         """
         image = self.image_by_id[image_id]
         points: list[list[tuple[float, float]]] = [[] for _ in channels.names]
@@ -121,6 +169,7 @@ class CocoKeypoints:
                     if category_id != ann["category_id"]:
                         continue
                     x, y, v = values[3 * k : 3 * k + 3]
+                    x, y = x - self.offset, y - self.offset
                     if v == 0:
                         dropped[c]["not_labelled"] += 1
                     elif v == 1 and visible_only:
@@ -131,13 +180,6 @@ class CocoKeypoints:
                         points[c].append((float(x), float(y)))
         arrays = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in points]
         return ImageKeypoints(arrays, dropped)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise InputError("expected a JSON object at the top level", str(path))
-    return data
 
 
 def _parse_categories(items: list[Any], src: str) -> dict[int, Category]:

@@ -145,7 +145,8 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
     if not data_cfg.train:
         raise InputError("data.train must name a COCO keypoint JSON file", "config")
     specs = parse_channels(data_cfg.channels, source="data.channels")
-    train_coco = CocoKeypoints.load(data_cfg.train)
+    origin = data_cfg.pixel_origin
+    train_coco = CocoKeypoints.load(data_cfg.train, pixel_origin=origin)
     channels = resolve_channels(specs, train_coco.categories, source=str(data_cfg.train))
     flip = channels.flip_permutation(data_cfg.flip_pairs, source="data.flip_pairs")
     common = {
@@ -156,7 +157,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None) -> DatasetSpl
     augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
 
     def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
-        coco = CocoKeypoints.load(path)
+        coco = CocoKeypoints.load(path, pixel_origin=origin)
         resolved = resolve_channels(specs, coco.categories, source=str(path))
         if resolved.names != channels.names:
             raise InputError(

@@ -193,3 +193,19 @@ def test_every_command_refuses_an_escaping_dataset(tmp_path, run_kp):
     config.write_text(f"data:\n  train: {path}\n")
     code, _, err = run_kp("train", config, f"trainer.run_root={tmp_path / 'runs'}")
     assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
+
+
+def test_corner_pixel_origin_labels_become_pixel_centres(tmp_path, run_kp):
+    # The same physical points as in tiny_coco, written by a tool whose pixel centres are at +0.5.
+    corner = [0.5, 0.5, 2, 32.4, 5.5, 2, 0.3, 5.5, 2]  # the last is left of pixel 0's centre
+    path = write_coco(tmp_path, [image(1)], [annotation(1, 1, 1, corner)])
+    coco = CocoKeypoints.load(path, pixel_origin="corner")
+    channels = resolve_channels(parse_channels(None), coco.categories, "t")
+    gathered = coco.image_keypoints(1, channels)
+    np.testing.assert_allclose(gathered.points[0], [[0.0, 0.0]])
+    np.testing.assert_allclose(gathered.points[1], [[31.9, 5.0]])
+    assert gathered.dropped[2]["outside_image"] == 1
+    code, out, _ = run_kp("data", "check", path, "--pixel-origin", "corner", "--json")
+    assert code == 0 and json.loads(out)["channels"]["towel.grasp"]["dropped"]["outside_image"]
+    with pytest.raises(InputError, match="data.pixel_origin: must be one of"):
+        CocoKeypoints.load(path, pixel_origin="centre")
