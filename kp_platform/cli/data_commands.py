@@ -63,7 +63,10 @@ def run_synth(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc), args.out_dir) from None
-    print(f"wrote {path}")
+    info = json.loads(path.read_text())["info"]["keypoints"]
+    print(f"wrote {path}: {info['visible'] + info['occluded']} keypoints labelled "
+          f"({info['occluded']} occluded), {info['outside_image']} outside the image "
+          "(written as 0, 0, 0)")
     return 0
 
 
