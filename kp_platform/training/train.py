@@ -28,6 +28,7 @@ from kp_platform.training.wandb_logging import (
     build_wandb_logger,
     declare_input_artifact,
     log_model_artifact,
+    start_wandb_run,
 )
 
 
@@ -97,8 +98,9 @@ def train(
     loggers: list[Any] = [pl.loggers.CSVLogger(run_dir, name="logs")]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
+        run = start_wandb_run(wandb_logger)  # now: a failure is one line, not a traceback
         if init_from and resume is None:
-            declare_input_artifact(wandb_logger.experiment, init_from, config.model.init_artifact)
+            declare_input_artifact(run, init_from, config.model.init_artifact)
         callbacks.append(PredictionImages(wandb_logger))
 
     trainer = pl.Trainer(

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kp_platform.errors import ExternalError, first_line
+
 MODES = ("online", "offline", "disabled")
 _ALIASES = {"dryrun": "offline", "run": "online"}
 
@@ -69,6 +71,22 @@ def build_wandb_logger(
     )
 
 
+def start_wandb_run(logger: Any) -> Any:
+    """Starts the logger's wandb run now and returns it.
+
+    Lightning starts it lazily, mid-training; an unreachable server or refused key then ends in
+    a traceback. Started here, it ends in one line instead.
+
+    Raises:
+        ExternalError: wandb could not start the run.
+    """
+    try:
+        return logger.experiment
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"cannot start the wandb run: {first_line(exc)}",
+                            str(logger.save_dir)) from None
+
+
 def log_model_artifact(
     run: Any, checkpoint: Path, name: str, metadata: dict[str, Any], aliases: list[str]
 ) -> Any:
@@ -105,14 +123,19 @@ def declare_input_artifact(run: Any, init_from: str | Path, name: str | None = N
     if run.offline:
         run.config.update({"lineage": {"input_artifact": reference, "init_from": text}},
                           allow_val_change=True)
-    elif text.startswith("wandb:"):
-        run.use_artifact(reference, type="model")
-    else:
-        import wandb
+        return reference
+    try:
+        if text.startswith("wandb:"):
+            run.use_artifact(reference, type="model")
+        else:
+            import wandb
 
-        artifact = wandb.Artifact(name=reference, type="model")
-        artifact.add_file(text, name=Path(text).name)  # same file, same digest: same version
-        run.use_artifact(artifact)
+            artifact = wandb.Artifact(name=reference, type="model")
+            artifact.add_file(text, name=Path(text).name)  # same file, same digest: same version
+            run.use_artifact(artifact)
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"cannot declare the input artifact {reference!r}: "
+                            f"{first_line(exc)}", text) from None
     return reference
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from kp_platform.errors import InputError
+from kp_platform.errors import ExternalError, InputError, first_line
 from kp_platform.tune.reporting import CHECKPOINT_FILE
 from kp_platform.tune.space import SweepSpec
 
@@ -107,6 +107,7 @@ def sync_experiment(experiment: str | Path, dry_run: bool = False) -> list[Path]
 
     Raises:
         InputError: nothing to sync, or no wandb credentials.
+        ExternalError: `wandb sync` or the registry link failed.
     """
     from kp_platform.training.wandb_logging import has_wandb_credentials
 
@@ -119,10 +120,24 @@ def sync_experiment(experiment: str | Path, dry_run: bool = False) -> list[Path]
         raise InputError("wandb sync needs credentials: run `wandb login` or set "
                          "WANDB_API_KEY", str(experiment))
     wandb_cli = Path(sys.executable).parent / "wandb"
-    subprocess.run([str(wandb_cli), "sync", *map(str, runs)], check=True)
+    try:
+        done = subprocess.run([str(wandb_cli), "sync", *map(str, runs)], capture_output=True,
+                              text=True)
+    except OSError as exc:
+        raise ExternalError(f"cannot run {wandb_cli}: {exc.strerror}", str(experiment)) from None
+    print(done.stdout, end="")
+    if done.returncode != 0:
+        said = ([line for line in done.stderr.splitlines() if line.strip()]
+                or [line for line in done.stdout.splitlines() if line.strip()])
+        raise ExternalError(f"`wandb sync` failed (exit status {done.returncode})"
+                            + (f": {said[-1]}" if said else ""), str(experiment))
     best = Path(experiment) / BEST_DIR / "best.json"
     if best.is_file():
-        _link_to_registry(json.loads(best.read_text()))
+        try:
+            _link_to_registry(json.loads(best.read_text()))
+        except Exception as exc:  # noqa: BLE001 - wandb's API raises many types
+            raise ExternalError(f"synced, but linking to the wandb registry failed: "
+                                f"{first_line(exc)}", str(experiment)) from None
     return runs
 
 
