@@ -120,7 +120,8 @@ def train(
     with warnings.catch_warnings():
         # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
         warnings.filterwarnings("ignore", message=".*(num_workers|number of training batches).*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
+        # weights_only explicitly: torch 2.4 / 2.5 (allowed by the requirement) would unpickle.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt, weights_only=True)
         if module.last_evaluated_epoch < module.epochs_trained - 1:
             # Early stopping ended the run between evaluations: evaluate the final weights.
             module.force_evaluation = True

@@ -93,11 +93,22 @@ def test_a_run_stopped_early_is_still_evaluated(synth_data, tmp_path):
     assert result.metrics["last"] is not None and result.best_checkpoint is not None
 
 
-def test_resume_continues_the_epoch_count(synth_data, tmp_path):
+def test_resume_continues_the_epoch_count(synth_data, tmp_path, monkeypatch):
     first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1",
                               "logging.wandb.mode=disabled"))
+    loads = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
     resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3",
                                 "logging.wandb.mode=disabled"), resume=first.run_dir)
+    # Our check and Lightning's restore both load weights-only, explicitly: on torch 2.4 / 2.5
+    # (which the requirement allows) torch.load's default would unpickle.
+    assert len(loads) >= 2 and all(flag is True for flag in loads), loads
     assert resumed.run_dir == first.run_dir and resumed.metrics["epochs"] == 3
     epochs = sorted({int(r["epoch"]) for r in _csv_rows(first.run_dir) if r.get("val/loss")})
     assert epochs == [0, 1, 2]  # epoch 0 from the first run, 1-2 after resuming
