@@ -18,7 +18,17 @@ class InputError(ValueError):
 
     def __init__(self, message: str, source: str | None = None) -> None:
         self.source = source
-        super().__init__(f"{source}: {message}" if source else message)
+        super().__init__(one_line(f"{source}: {message}" if source else message))
+
+
+# Every character str.splitlines() breaks at, written as an escape instead: a value quoted from
+# a user's file (an id, a file name) must not break the one-line error.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped (\\n, \\r, ...), so that it prints as one line."""
+    return text.translate(_LINE_BREAKS)
 
 
 class ExternalError(RuntimeError):

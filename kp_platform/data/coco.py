@@ -248,9 +248,10 @@ def _check_annotation(
     if not isinstance(ann, dict):
         raise InputError(f"annotation {ann!r} is not an object", src)
     aid = ann.get("id", "?")
-    if ann.get("image_id") not in image_ids:
-        raise InputError(f"annotation {aid}: unknown image id {ann.get('image_id')!r}", src)
-    category = categories.get(ann.get("category_id"))
+    image_id, category_id = ann.get("image_id"), ann.get("category_id")
+    if not _is_int(image_id) or image_id not in image_ids:
+        raise InputError(f"annotation {aid}: unknown image id {image_id!r}", src)
+    category = categories.get(category_id) if _is_int(category_id) else None
     if category is None:
         raise InputError(f"annotation {aid}: unknown category id {ann.get('category_id')!r}", src)
     values = ann.get("keypoints")
@@ -268,12 +269,24 @@ def _check_annotation(
         numbers = all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (x, y, v))
         if not numbers:
             raise InputError(f"annotation {aid}: keypoint {name!r} has non-numeric values", src)
-        if not (math.isfinite(x) and math.isfinite(y)):
+        if not (_is_finite(x) and _is_finite(y)):
             raise InputError(f"annotation {aid}: keypoint {name!r} has NaN/infinite values", src)
         if v not in (0, 1, 2):
             raise InputError(
                 f"annotation {aid}: keypoint {name!r} has visibility {v!r}, not 0, 1 or 2", src
             )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: int | float) -> bool:
+    """A finite float, or an int that converts to one (10**400 does not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_image_file(image: ImageRecord, src: str) -> None:
