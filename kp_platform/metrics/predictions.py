@@ -99,7 +99,7 @@ def _thresholds(thresholds: Any) -> list[float]:
     except TypeError:
         values = None
     ok = bool(values) and all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+        isinstance(t, (int, float)) and not isinstance(t, bool) and _is_finite(t) and t > 0
         for t in values
     )
     if not ok:
@@ -156,6 +156,14 @@ def _detection_array(points: Any, image_id: int, channel: str, source: str) -> n
             raise InputError(f"{where}: detection {k} is not [x, y, score]", source)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point):
             raise InputError(f"{where}: detection {k} has non-numeric values", source)
-        if not all(math.isfinite(v) for v in point):
+        if not all(_is_finite(v) for v in point):
             raise InputError(f"{where}: detection {k} has NaN or infinite values", source)
     return np.asarray(points, dtype=np.float64).reshape(-1, 3)
+
+
+def _is_finite(value: int | float) -> bool:
+    """A finite float, or an int that converts to one (10**400 does not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
