@@ -11,16 +11,27 @@ import contextlib
 import copy
 import io
 import json
+import os
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from kp_platform.cli.main import main as kp_main
 from kp_platform.errors import InputError
 
 TIME_LIMIT_S = 20
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """Bounded for CI (a few seconds per test); `KP_FUZZ_SCALE=20` multiplies the examples for a
+    deeper run by hand. Derandomized, so a CI failure reproduces."""
+    scale = int(os.environ.get("KP_FUZZ_SCALE", "1"))
+    return settings(max_examples=max_examples * scale, deadline=None, derandomize=scale == 1,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                           HealthCheck.too_slow])
 
 # Scalars that loaders meet in files written by other tools (or by hand).
 SCALARS = st.one_of(

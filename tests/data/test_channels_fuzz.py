@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzzing import assert_clean_outcome, mutated, mutated_text, run_kp
+from tests.fuzzing import assert_clean_outcome, fuzz_settings, mutated, mutated_text, run_kp
 
 COMPACT = "corner0=corner1:towel.grasp:sleeve_left=sleeve_right"
 VALID = {"channels": [
@@ -14,9 +14,7 @@ VALID = {"channels": [
     {"name": "grasp", "keypoints": ["towel.grasp"]},
     {"name": "sleeves", "keypoints": ["sleeve_left", "sleeve_right"]},
 ]}
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = fuzz_settings(200)
 
 
 @SETTINGS

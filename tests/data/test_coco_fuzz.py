@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -14,6 +14,7 @@ from tests.fuzzing import (
     SCALARS,
     assert_clean_outcome,
     dump_json,
+    fuzz_settings,
     mutated,
     mutated_text,
     run_kp,
@@ -34,9 +35,7 @@ VALID = {
         {"id": 2, "name": "shirt", "keypoints": ["neck"]},
     ],
 }
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = fuzz_settings(200)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from kp_platform.metrics import evaluate_predictions
@@ -13,6 +13,7 @@ from tests.fuzzing import (
     assert_clean_outcome,
     assert_input_error_or_success,
     dump_json,
+    fuzz_settings,
     mutated,
     mutated_text,
     run_kp,
@@ -24,9 +25,7 @@ VALID = [
     {"image_id": 2, "detections": {"corner0=corner1": [[1.5, 1.0, 0.7]],
                                    "towel.grasp": [[15.0, 13.0, 0.9]]}},
 ]
-SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = fuzz_settings(200)
 
 
 @SETTINGS
