@@ -83,3 +83,21 @@ def test_resuming_with_another_space_is_refused(tmp_path, change):
     spec2 = load_space(_space(tmp_path, **other[change]))
     with pytest.raises(InputError, match="started with another search space"):
         _check_same_sweep(spec2, spec.experiment_dir)
+
+
+def test_unreachable_ray_address_is_one_error_line(monkeypatch):
+    import ray
+
+    from kp_platform.errors import ExternalError
+    from kp_platform.tune.runner import init_ray
+
+    def refuse(*_args, **_kwargs):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease start one.")
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ExternalError) as caught:
+        init_ray(None)
+    assert str(caught.value) == ("RAY_ADDRESS=10.0.0.1:6379: cannot join the Ray cluster: "
+                                 "ConnectionError: Could not find any running Ray instance.")
