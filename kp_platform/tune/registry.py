@@ -78,15 +78,19 @@ def _log_registration(spec: SweepSpec, checkpoint: Path, info: dict[str, Any],
     cfg = spec.base.logging.wandb
     mode = resolve_wandb_mode(cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")  # as for the trials' runs
-    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group,
-                     job_type="register", name=f"{spec.name}-register", dir=str(folder),
-                     mode=mode, config={"sweep": spec.name, **info}, reinit="create_new")
     try:
-        metadata = {k: info[k] for k in ("trial_id", spec.metric, "config")}
-        log_model_artifact(run, checkpoint, name=info["artifact"], metadata=metadata,
-                           aliases=["best"])
-    finally:
-        run.finish()
+        run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group,
+                         job_type="register", name=f"{spec.name}-register", dir=str(folder),
+                         mode=mode, config={"sweep": spec.name, **info}, reinit="create_new")
+        try:
+            metadata = {k: info[k] for k in ("trial_id", spec.metric, "config")}
+            log_model_artifact(run, checkpoint, name=info["artifact"], metadata=metadata,
+                               aliases=["best"])
+        finally:
+            run.finish()
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"the best checkpoint is in {folder}, but logging it to wandb "
+                            f"failed: {first_line(exc)}", str(spec.experiment_dir)) from None
     return mode
 
 

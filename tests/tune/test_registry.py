@@ -47,3 +47,25 @@ def test_successful_sync_prints_what_wandb_said(experiment, run_kp):
     code, out, err = run_kp("sweep", "sync", folder)
     assert code == 0, err
     assert "Syncing: done" in out and "synced 1 offline wandb runs" in out
+
+
+def test_failing_wandb_registration_is_one_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import wandb
+
+    from kp_platform.errors import ExternalError
+    from kp_platform.tune.registry import _log_registration
+
+    def refuse(**_kwargs):
+        raise ConnectionError("api.wandb.ai unreachable\nretry later")
+
+    monkeypatch.setattr(wandb, "init", refuse)
+    wandb_cfg = SimpleNamespace(mode="offline", project="p", entity=None, group="g")
+    spec = SimpleNamespace(base=SimpleNamespace(logging=SimpleNamespace(wandb=wandb_cfg)),
+                           name="demo", metric="val/map", experiment_dir=tmp_path / "demo")
+    with pytest.raises(ExternalError) as caught:
+        _log_registration(spec, tmp_path / "best.ckpt", {}, tmp_path)
+    assert str(caught.value) == (f"{tmp_path / 'demo'}: the best checkpoint is in {tmp_path}, "
+                                 "but logging it to wandb failed: ConnectionError: "
+                                 "api.wandb.ai unreachable")
