@@ -193,6 +193,9 @@ def test_every_command_refuses_an_escaping_dataset(tmp_path, run_kp):
     config.write_text(f"data:\n  train: {path}\n")
     code, _, err = run_kp("train", config, f"trainer.run_root={tmp_path / 'runs'}")
     assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
+    code, _, err = run_kp("predict", "--checkpoint", tmp_path / "none.ckpt", path,
+                          "--out", tmp_path / "out.json")
+    assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
 
 
 def test_corner_pixel_origin_labels_become_pixel_centres(tmp_path, run_kp):
