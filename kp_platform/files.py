@@ -17,6 +17,8 @@ def read_text(path: str | Path) -> str:
         raise InputError(f"cannot read: {exc.strerror}", str(path)) from None
     except UnicodeDecodeError:
         raise InputError("cannot read: not a text file", str(path)) from None
+    except ValueError:  # a NUL character in the path
+        raise InputError("cannot read: not a valid path", repr(str(path))) from None
 
 
 def read_json(path: str | Path) -> Any:

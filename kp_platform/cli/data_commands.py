@@ -46,6 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     check.add_argument("--visible-only", action="store_true", help="drop occluded (v=1) keypoints")
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    check.add_argument(
+        "--pixel-origin", choices=("center", "corner"), default="center",
+        help="the labels' pixel convention, as data.pixel_origin (default: center)",
+    )
     check.set_defaults(func=run_check)
 
 
@@ -59,7 +63,10 @@ def run_synth(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc), args.out_dir) from None
-    print(f"wrote {path}")
+    info = json.loads(path.read_text())["info"]["keypoints"]
+    print(f"wrote {path}: {info['visible'] + info['occluded']} keypoints labelled "
+          f"({info['occluded']} occluded), {info['outside_image']} outside the image "
+          "(written as 0, 0, 0)")
     return 0
 
 
@@ -72,7 +79,7 @@ def run_check(args: argparse.Namespace) -> int:
         summarize_dataset,
     )
 
-    coco = CocoKeypoints.load(args.coco_json)
+    coco = CocoKeypoints.load(args.coco_json, pixel_origin=args.pixel_origin)
     specs = parse_channels(args.channels, source=args.channels or "channels")
     channels = resolve_channels(specs, coco.categories, source=args.coco_json)
     summary = summarize_dataset(coco, channels, args.visible_only)

@@ -37,6 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "nearest one",
     )
     parser.add_argument("--visible-only", action="store_true", help="drop occluded (v=1) GT")
+    parser.add_argument(
+        "--pixel-origin", choices=("center", "corner"), default="center",
+        help="with --gt/--pred: the pixel convention of both files (center: pixel centres at "
+        "integer coordinates; corner: at +0.5); only the image-border check depends on it",
+    )
     parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
     parser.set_defaults(func=run_eval)
 
@@ -63,7 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
             raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
         metrics = evaluate_predictions(
             args.gt, args.pred, args.channels, args.thresholds or [2.0, 4.0, 8.0],
-            args.matching or "first", args.visible_only,
+            args.matching or "first", args.visible_only, args.pixel_origin,
         )
     print(format_metrics(metrics))
     if args.out:

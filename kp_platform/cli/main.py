@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from kp_platform import __version__
-from kp_platform.errors import InputError
+from kp_platform.errors import ExternalError, InputError
 
 # Sub-command modules; each defines `add_parser(subparsers)` and sets `func` on its parser.
 COMMAND_MODULES = (
@@ -47,13 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs `kp`; returns 0 on success, 2 on bad input or usage, 1 on anything unexpected."""
+    """Runs `kp`; returns 0 on success, 2 on bad input or usage, 1 when a subprocess or network
+    call fails (one `error:` line) or on anything unexpected."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except ExternalError as exc:  # a subprocess or network call failed: not the input's fault
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

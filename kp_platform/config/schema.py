@@ -41,6 +41,9 @@ class DataConfig:
     """Pairs of channel names swapped by a horizontal flip (left/right symmetric keypoints)."""
     visible_only: bool = False
     """Keep only keypoints with v=2 (v=1, labelled but occluded, is kept by default)."""
+    pixel_origin: Literal["center", "corner"] = "center"
+    """The labels' pixel convention: `center` puts pixel (row i, column j)'s centre at (j, i),
+    `corner` at (j + 0.5, i + 0.5). Applied when reading labels, inverted in predictions."""
     input_size: list[int] = field(default_factory=lambda: [256, 256])
     """Network input as [height, width]."""
     resize_mode: Literal["resize", "letterbox"] = "resize"

@@ -83,7 +83,8 @@ def parse_channels(spec: Any, source: str = "channels") -> list[ChannelSpec] | N
         keypoints = item.get("keypoints")
         if isinstance(keypoints, str):
             keypoints = [keypoints]
-        if not keypoints or not all(isinstance(k, str) and k for k in keypoints):
+        if (not isinstance(keypoints, (list, tuple)) or not keypoints
+                or not all(isinstance(k, str) and k for k in keypoints)):
             raise InputError(f"channel {i}: 'keypoints' must list keypoint names", source)
         name = str(item.get("name") or "=".join(keypoints))
         channels.append(ChannelSpec(name, tuple(keypoints)))

@@ -79,7 +79,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def check_data_config(data_cfg: Any, load: Callable[[str], CocoKeypoints] | None = None) -> None:
+def check_data_config(data_cfg: Any, load: Callable[..., CocoKeypoints] | None = None) -> None:
     """Everything training would refuse in a `data` config section, without training.
 
     Loads each COCO file with `load` (default: `CocoKeypoints.load`, the checks `kp data check`

@@ -134,7 +134,7 @@ class DatasetSplits:
 
 
 def build_datasets(data_cfg: Any, augment_seed: int | None = None,
-                   load: Callable[[str], CocoKeypoints] = CocoKeypoints.load) -> DatasetSplits:
+                   load: Callable[..., CocoKeypoints] = CocoKeypoints.load) -> DatasetSplits:
     """Builds train/val/test datasets from the `data` config section.
 
     Validation comes from `data.val`, or else from a split of `data.train` that depends only on
@@ -152,7 +152,8 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
     if not data_cfg.train:
         raise InputError("data.train must name a COCO keypoint JSON file", "config")
     specs = parse_channels(data_cfg.channels, source="data.channels")
-    train_coco = load(data_cfg.train)
+    origin = data_cfg.pixel_origin
+    train_coco = load(data_cfg.train, pixel_origin=origin)
     channels = resolve_channels(specs, train_coco.categories, source=str(data_cfg.train))
     flip = channels.flip_permutation(data_cfg.flip_pairs, source="data.flip_pairs")
     common = {
@@ -163,7 +164,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
     augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
 
     def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
-        coco = load(path)
+        coco = load(path, pixel_origin=origin)
         resolved = resolve_channels(specs, coco.categories, source=str(path))
         if resolved.names != channels.names:
             raise InputError(

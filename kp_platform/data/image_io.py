@@ -1,4 +1,8 @@
-"""Reading any image file as 8-bit RGB: grayscale, palette, RGBA and 16-bit inputs included."""
+"""Reading any image file as 8-bit RGB, as it is displayed: EXIF orientation applied.
+
+Grayscale, palette, RGBA and 16-bit inputs included. Labelling tools show a phone photo turned
+by its EXIF orientation tag and label that view, so the pixels have to be turned the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from kp_platform.errors import InputError
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """Reads an image as (H, W, 3) uint8 RGB.
+    """Reads an image as (H, W, 3) uint8 RGB, turned as its EXIF orientation tag says.
 
     16-bit images are scaled to 8 bits, alpha is dropped, one-channel images are repeated.
 
@@ -23,7 +28,51 @@ def read_rgb(path: str | Path) -> np.ndarray:
     if raw is None:
         reason = "not found" if not path.exists() else "cannot be decoded as an image"
         raise InputError(reason, str(path))
-    return to_rgb8(raw)
+    return apply_orientation(to_rgb8(raw), exif_orientation(path))
+
+
+# EXIF orientation tag (0x0112): 1 as stored; 2-8 mirror and/or rotate the stored pixels.
+ORIENTATION_TAG = 0x0112
+SWAPS_AXES = (5, 6, 7, 8)
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The file's EXIF orientation (1-8); 1 when there is none or it cannot be read."""
+    try:
+        with Image.open(path) as handle:
+            value = handle.getexif().get(ORIENTATION_TAG, 1)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def displayed_size(handle: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as displayed, after its EXIF orientation."""
+    try:
+        value = handle.getexif().get(ORIENTATION_TAG, 1)
+    except (OSError, SyntaxError, ValueError):
+        value = 1
+    width, height = handle.size
+    return (height, width) if value in SWAPS_AXES else (width, height)
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turns stored (H, W, ...) pixels into the displayed view (what PIL's exif_transpose does)."""
+    if orientation == 2:
+        pixels = pixels[:, ::-1]
+    elif orientation == 3:
+        pixels = pixels[::-1, ::-1]
+    elif orientation == 4:
+        pixels = pixels[::-1]
+    elif orientation == 5:
+        pixels = pixels.swapaxes(0, 1)
+    elif orientation == 6:
+        pixels = np.rot90(pixels, k=-1)
+    elif orientation == 7:
+        pixels = np.rot90(pixels, k=2).swapaxes(0, 1)
+    elif orientation == 8:
+        pixels = np.rot90(pixels, k=1)
+    return np.ascontiguousarray(pixels)
 
 
 def to_rgb8(raw: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ byte-identical for identical arguments whatever the number of worker processes.
 
 Keypoints use the pixel-centre convention: pixel (row i, col j) has its centre at (x=j, y=i).
 OpenCV's drawing functions use the same convention, so the drawn cloth and its keypoints agree to
-sub-pixel precision. Keypoints outside the image keep their true coordinates and a v>0 flag (the
-data loader drops and counts them); keypoints covered by a later-drawn instance get v=1.
+sub-pixel precision. Keypoints cut off by the border are written as ``0, 0, 0`` (COCO's "not
+labelled": other COCO tools take any v>0 as a labelled point) and counted in the dataset's
+``info.keypoints`` summary; keypoints covered by a later-drawn instance get v=1.
 """
 
 from __future__ import annotations
@@ -120,13 +121,18 @@ def generate_dataset(
 
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
+    counts = {"visible": 0, "occluded": 0, "outside_image": 0}
     with tqdm(total=num_images, disable=not progress, desc=f"synth {domain}", unit="img") as bar:
         for index, file_name, instances in _run(tasks, min(workers, num_images)):
             image_id = index + 1
             size = {"width": image_size, "height": image_size}
             images.append({"id": image_id, "file_name": file_name, **size})
             for inst in instances:
+                counts["outside_image"] += inst.pop("_outside")
                 annotations.append({"id": len(annotations) + 1, "image_id": image_id, **inst})
+                flags = inst["keypoints"][2::3]
+                counts["visible"] += flags.count(2.0)
+                counts["occluded"] += flags.count(1.0)
             bar.update(1)
 
     dataset = {
@@ -136,6 +142,8 @@ def generate_dataset(
             "domain": domain,
             "seed": int(seed),
             "generator": "kp_platform.data.synth",
+            # Rendered keypoints: labelled (v=2, v=1) and cut off by the border (written 0, 0, 0).
+            "keypoints": counts,
         },
         "images": images,
         "annotations": annotations,
@@ -212,15 +220,24 @@ def _render_task(task: tuple) -> tuple[int, str, list[dict[str, Any]]]:
 def _annotations(
     placed: list[tuple[int, np.ndarray, np.ndarray, float]], size: int
 ) -> list[dict[str, Any]]:
-    """COCO annotations of the placed instances; keypoints under a later instance get v=1."""
+    """COCO annotations of the placed instances; keypoints under a later instance get v=1.
+
+    A keypoint outside the image (x < 0, y < 0, x >= size, y >= size, as written) becomes
+    ``0, 0, 0``; each annotation carries how many in ``_outside`` (popped by the caller).
+    """
     out = []
     for k, (category_id, poly, kps, area) in enumerate(placed):
         later = [p.astype(np.float32).reshape(-1, 1, 2) for _, p, _, _ in placed[k + 1 :]]
         values: list[float] = []
+        outside = 0
         for x, y in kps:
+            xr, yr = round(float(x), _DECIMALS), round(float(y), _DECIMALS)
+            if not (0 <= xr < size and 0 <= yr < size):
+                values += [0.0, 0.0, 0.0]
+                outside += 1
+                continue
             hidden = any(cv2.pointPolygonTest(c, (float(x), float(y)), False) >= 0 for c in later)
-            values += [round(float(x), _DECIMALS), round(float(y), _DECIMALS)]
-            values.append(1.0 if hidden else 2.0)
+            values += [xr, yr, 1.0 if hidden else 2.0]
         # The box is the instance's extent clipped to the image, like an annotator would draw it.
         lo = np.clip(poly.min(axis=0), 0, size)
         hi = np.clip(poly.max(axis=0), 0, size)
@@ -229,10 +246,11 @@ def _annotations(
             {
                 "category_id": category_id,
                 "keypoints": values,
-                "num_keypoints": len(kps),
+                "num_keypoints": len(kps) - outside,
                 "bbox": bbox,
                 "area": round(area, _DECIMALS),
                 "iscrowd": 0,
+                "_outside": outside,
             }
         )
     return out

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from kp_platform.config import Config
 from kp_platform.data.channels import parse_channels, resolve_channels
-from kp_platform.data.coco import CocoKeypoints
+from kp_platform.data.coco import CocoKeypoints, pixel_origin_offset
 from kp_platform.data.dataset import KeypointDataset, collate_keypoints
 from kp_platform.data.image_io import read_rgb
 from kp_platform.data.resize import resize_image
@@ -95,7 +95,7 @@ class Detector:
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
-            pixels, best first.
+            pixels, best first, in the labels' pixel convention (`data.pixel_origin`).
         """
         batch = images.to(self.device, non_blocking=True).float() / 255
         logits = self.module(batch)
@@ -104,8 +104,11 @@ class Detector:
             detections = Detections(detections.xy.cpu(), detections.scores.cpu(),
                                     detections.valid.cpu())
         per_image = detections.to_original(np.asarray(affines)).to_lists()
+        offset = pixel_origin_offset(self.config.data.pixel_origin)
         results = []
         for channels in per_image:
+            if offset:  # back into the convention the labels were written in
+                channels = [_shifted(points, offset) for points in channels]
             if min_score is not None:
                 channels = [points[points[:, 2] >= min_score] for points in channels]
             results.append(dict(zip(self.channel_names, channels, strict=True)))
@@ -124,7 +127,7 @@ class Detector:
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
-            pixels, best first.
+            pixels, best first, in the pixel convention of the labels (`data.pixel_origin`).
         """
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(images), batch_size):
@@ -160,7 +163,7 @@ def evaluate_checkpoint(
             module.channel_names, module.cfg.eval.thresholds, module.cfg.eval.matching
         )
     data = module.cfg.data
-    coco = CocoKeypoints.load(coco_json)
+    coco = CocoKeypoints.load(coco_json, pixel_origin=getattr(data, "pixel_origin", "center"))
     specs = parse_channels(data.channels, source="checkpoint data.channels")
     channels = resolve_channels(specs, coco.categories, source=str(coco_json))
     if list(channels.names) != module.channel_names:
@@ -177,6 +180,13 @@ def evaluate_checkpoint(
         trainer.validate(module, dataloaders=loader, verbose=False)
     assert module.last_metrics is not None
     return module.last_metrics
+
+
+def _shifted(points: np.ndarray, offset: float) -> np.ndarray:
+    """(n, 3) (x, y, score) with `offset` added to x and y."""
+    points = np.array(points, dtype=np.float64)
+    points[:, :2] += offset
+    return points
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

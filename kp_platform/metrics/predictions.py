@@ -24,44 +24,88 @@ Detections = dict[int, list[np.ndarray]]
 
 
 def evaluate_predictions(
-    gt: str | Path | CocoKeypoints,
+    gt: str | Path | CocoKeypoints | dict[str, Any],
     predictions: str | Path | list[dict[str, Any]],
     channels: Any,
     thresholds: Sequence[float],
     matching: str = "first",
     visible_only: bool = False,
+    pixel_origin: str = "center",
 ) -> dict[str, Any]:
     """Scores a prediction file against a COCO keypoint dataset.
 
     Args:
-        gt: COCO keypoint JSON path or a loaded CocoKeypoints.
+        gt: COCO keypoint JSON path, the dict `json.load` made of one, or a loaded
+            CocoKeypoints (which keeps its own pixel origin).
         predictions: Prediction JSON path or the already-loaded list.
         channels: A ChannelMap, or any channel configuration `parse_channels` accepts.
         thresholds: L2 distances in original-image pixels.
         matching: "first" (the seed framework's rule) or "nearest".
         visible_only: Drop occluded (v=1) ground truth, as `data.visible_only` does.
+        pixel_origin: The pixel convention both files are written in ("center" or "corner").
 
     Returns:
         The metrics dict (DESIGN.md "Metrics"): ap, mean_ap, map, pck, distance_px, num_gt,
         num_images. Images without a prediction entry count as having no detections.
+
+    Raises:
+        InputError: bad files or values, or arguments of another type than listed.
     """
-    coco = gt if isinstance(gt, CocoKeypoints) else CocoKeypoints.load(gt, check_images=False)
+    coco = _ground_truth(gt, pixel_origin)
     if not isinstance(channels, ChannelMap):
         specs = parse_channels(channels, source=str(channels))
         channels = resolve_channels(specs, coco.categories, source=str(coco.path))
-    source = str(predictions) if isinstance(predictions, (str, Path)) else "predictions"
-    entries = (
-        read_predictions(predictions) if isinstance(predictions, (str, Path)) else predictions
-    )
+    thresholds = _thresholds(thresholds)
+    if matching not in ("first", "nearest"):
+        raise InputError(f"must be 'first' or 'nearest', got {matching!r}", "matching")
+    if isinstance(predictions, (str, Path)):
+        source, entries = str(predictions), read_predictions(predictions)
+    elif isinstance(predictions, (list, tuple)):
+        source, entries = "predictions", list(predictions)
+    else:
+        raise InputError("expected a prediction JSON path or a list of {image_id, detections} "
+                         f"entries, got {type(predictions).__name__}", "predictions")
     detections = parse_predictions(entries, coco, channels.names, source)
+    if coco.offset:  # into this project's convention, as the ground truth is
+        for arrays in detections.values():
+            for points in arrays:
+                points[:, :2] -= coco.offset
     ground_truth, per_image_detections = [], []
     empty = [np.zeros((0, 3)) for _ in channels.names]
     for image in coco.images:
         ground_truth.append(coco.image_keypoints(image.id, channels, visible_only).points)
         per_image_detections.append(detections.get(image.id, empty))
     return compute_keypoint_metrics(
-        per_image_detections, ground_truth, list(channels.names), list(thresholds), matching
+        per_image_detections, ground_truth, list(channels.names), thresholds, matching
     )
+
+
+def _ground_truth(gt: Any, pixel_origin: str) -> CocoKeypoints:
+    if isinstance(gt, CocoKeypoints):
+        return gt
+    if isinstance(gt, dict):
+        # No file: image paths are relative to the working directory (never opened here).
+        return CocoKeypoints.from_dict(gt, "gt", check_images=False, pixel_origin=pixel_origin)
+    if isinstance(gt, (str, Path)):
+        return CocoKeypoints.load(gt, check_images=False, pixel_origin=pixel_origin)
+    raise InputError("expected a COCO JSON path, a COCO dict (from json.load) or a "
+                     f"CocoKeypoints, got {type(gt).__name__}", "gt")
+
+
+def _thresholds(thresholds: Any) -> list[float]:
+    values = [thresholds] if isinstance(thresholds, (int, float, str)) else thresholds
+    try:
+        values = list(values)
+    except TypeError:
+        values = None
+    ok = bool(values) and all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and _is_finite(t) and t > 0
+        for t in values
+    )
+    if not ok:
+        raise InputError(f"expected a list of positive distances, got {thresholds!r}",
+                         "thresholds")
+    return [float(t) for t in values]
 
 
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
@@ -86,7 +130,7 @@ def parse_predictions(
         if not isinstance(entry, dict) or not isinstance(entry.get("detections"), dict):
             raise InputError(f"entry {n}: expected {{image_id, detections: {{...}}}}", source)
         image_id = entry.get("image_id")
-        if image_id not in coco.image_by_id:
+        if not isinstance(image_id, int) or image_id not in coco.image_by_id:
             raise InputError(f"entry {n}: unknown image id {image_id!r}", source)
         if image_id in detections:
             raise InputError(f"image {image_id}: predicted more than once", source)
@@ -112,6 +156,14 @@ def _detection_array(points: Any, image_id: int, channel: str, source: str) -> n
             raise InputError(f"{where}: detection {k} is not [x, y, score]", source)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point):
             raise InputError(f"{where}: detection {k} has non-numeric values", source)
-        if not all(math.isfinite(v) for v in point):
+        if not all(_is_finite(v) for v in point):
             raise InputError(f"{where}: detection {k} has NaN or infinite values", source)
     return np.asarray(points, dtype=np.float64).reshape(-1, 3)
+
+
+def _is_finite(value: int | float) -> bool:
+    """A finite float, or an int that converts to one (10**400 does not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kp_platform.errors import InputError
+from kp_platform.errors import InputError, first_line
 from kp_platform.models.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -142,7 +142,7 @@ def create_timm_backbone(
     except Exception as exc:  # timm raises assorted types (no feature support, failed download)
         raise InputError(
             f"model.backbone {backbone!r}: timm could not create it with features_only=True"
-            f"{' and pretrained weights' if pretrained else ''}: {type(exc).__name__}: {exc}"
+            f"{' and pretrained weights' if pretrained else ''}: {first_line(exc)}"
         ) from exc
     cfg = getattr(encoder, "pretrained_cfg", None) or {}
     return EncoderDecoder(

@@ -31,6 +31,7 @@ from kp_platform.training.wandb_logging import (
     build_wandb_logger,
     declare_input_artifact,
     log_model_artifact,
+    start_wandb_run,
 )
 
 
@@ -103,8 +104,9 @@ def train(
     loggers: list[Any] = [pl.loggers.CSVLogger(run_dir, name="logs")]
     if wandb_logger is not None:
         loggers.append(wandb_logger)
+        run = start_wandb_run(wandb_logger)  # now: a failure is one line, not a traceback
         if init_from and resume is None:
-            declare_input_artifact(wandb_logger.experiment, init_from, config.model.init_artifact)
+            declare_input_artifact(run, init_from, config.model.init_artifact)
         callbacks.append(PredictionImages(wandb_logger))
 
     trainer = pl.Trainer(
@@ -126,7 +128,9 @@ def train(
             # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
             warnings.filterwarnings("ignore",
                                     message=".*(num_workers|number of training batches).*")
-            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt)
+            # weights_only explicitly: torch 2.4 / 2.5 (allowed by the requirement) would unpickle.
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt,
+                        weights_only=True)
             if module.last_evaluated_epoch < module.epochs_trained - 1:
                 # Early stopping ended the run between evaluations: evaluate the final weights.
                 module.force_evaluation = True

@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from kp_platform.errors import ExternalError, first_line
+
 MODES = ("online", "offline", "disabled")
 RUN_ID_FILE = "wandb_run_id"
 """In a run directory: the id of its one wandb run."""
@@ -86,6 +88,22 @@ def run_id(run_dir: Path) -> str:
     return id_file.read_text().strip()
 
 
+def start_wandb_run(logger: Any) -> Any:
+    """Starts the logger's wandb run now and returns it.
+
+    Lightning starts it lazily, mid-training; an unreachable server or refused key then ends in
+    a traceback. Started here, it ends in one line instead.
+
+    Raises:
+        ExternalError: wandb could not start the run.
+    """
+    try:
+        return logger.experiment
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"cannot start the wandb run: {first_line(exc)}",
+                            str(logger.save_dir)) from None
+
+
 def log_model_artifact(
     run: Any, checkpoint: Path, name: str, metadata: dict[str, Any], aliases: list[str]
 ) -> Any:
@@ -122,14 +140,19 @@ def declare_input_artifact(run: Any, init_from: str | Path, name: str | None = N
     if run.offline:
         run.config.update({"lineage": {"input_artifact": reference, "init_from": text}},
                           allow_val_change=True)
-    elif text.startswith("wandb:"):
-        run.use_artifact(reference, type="model")
-    else:
-        import wandb
+        return reference
+    try:
+        if text.startswith("wandb:"):
+            run.use_artifact(reference, type="model")
+        else:
+            import wandb
 
-        artifact = wandb.Artifact(name=reference, type="model")
-        artifact.add_file(text, name=Path(text).name)  # same file, same digest: same version
-        run.use_artifact(artifact)
+            artifact = wandb.Artifact(name=reference, type="model")
+            artifact.add_file(text, name=Path(text).name)  # same file, same digest: same version
+            run.use_artifact(artifact)
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"cannot declare the input artifact {reference!r}: "
+                            f"{first_line(exc)}", text) from None
     return reference
 
 

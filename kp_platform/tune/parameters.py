@@ -143,7 +143,10 @@ def _number(value: Any) -> float:
     # YAML 1.1 reads `1e-4` (no dot) as a string; users write it that way.
     if isinstance(value, bool):
         raise ValueError(value)
-    number = float(value)
+    try:
+        number = float(value)
+    except (TypeError, OverflowError):  # None, a list, an int beyond float range
+        raise ValueError(value) from None
     if not math.isfinite(number):
         raise ValueError(value)
     return number

@@ -91,12 +91,12 @@ class CachedLoader:
     def __init__(self) -> None:
         self.loaded: dict[str, Any] = {}
 
-    def __call__(self, path: str | Path) -> Any:
+    def __call__(self, path: str | Path, pixel_origin: str = "center") -> Any:
         from kp_platform.data.coco import CocoKeypoints
 
-        key = str(Path(path).resolve())
+        key = f"{Path(path).resolve()}:{pixel_origin}"
         if key not in self.loaded:
-            self.loaded[key] = CocoKeypoints.load(path)
+            self.loaded[key] = CocoKeypoints.load(path, pixel_origin=pixel_origin)
         return self.loaded[key]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from kp_platform.errors import InputError
+from kp_platform.errors import ExternalError, InputError, first_line
 from kp_platform.tune.reporting import CHECKPOINT_FILE
 from kp_platform.tune.space import SweepSpec
 
@@ -83,15 +83,19 @@ def _log_registration(spec: SweepSpec, checkpoint: Path, info: dict[str, Any],
     cfg = spec.base.logging.wandb
     mode = resolve_wandb_mode(cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")  # as for the trials' runs
-    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group,
-                     job_type="register", name=f"{spec.name}-register", dir=str(folder),
-                     mode=mode, config={"sweep": spec.name, **info}, reinit="create_new")
     try:
-        metadata = {k: info[k] for k in ("trial_id", spec.metric, "config")}
-        log_model_artifact(run, checkpoint, name=info["artifact"], metadata=metadata,
-                           aliases=["best"])
-    finally:
-        run.finish()
+        run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group,
+                         job_type="register", name=f"{spec.name}-register", dir=str(folder),
+                         mode=mode, config={"sweep": spec.name, **info}, reinit="create_new")
+        try:
+            metadata = {k: info[k] for k in ("trial_id", spec.metric, "config")}
+            log_model_artifact(run, checkpoint, name=info["artifact"], metadata=metadata,
+                               aliases=["best"])
+        finally:
+            run.finish()
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)
+        raise ExternalError(f"the best checkpoint is in {folder}, but logging it to wandb "
+                            f"failed: {first_line(exc)}", str(spec.experiment_dir)) from None
     return mode
 
 
@@ -112,6 +116,7 @@ def sync_experiment(experiment: str | Path, dry_run: bool = False) -> list[Path]
 
     Raises:
         InputError: nothing to sync, or no wandb credentials.
+        ExternalError: `wandb sync` or the registry link failed.
     """
     from kp_platform.training.wandb_logging import has_wandb_credentials
 
@@ -124,10 +129,24 @@ def sync_experiment(experiment: str | Path, dry_run: bool = False) -> list[Path]
         raise InputError("wandb sync needs credentials: run `wandb login` or set "
                          "WANDB_API_KEY", str(experiment))
     wandb_cli = Path(sys.executable).parent / "wandb"
-    subprocess.run([str(wandb_cli), "sync", *map(str, runs)], check=True)
+    try:
+        done = subprocess.run([str(wandb_cli), "sync", *map(str, runs)], capture_output=True,
+                              text=True)
+    except OSError as exc:
+        raise ExternalError(f"cannot run {wandb_cli}: {exc.strerror}", str(experiment)) from None
+    print(done.stdout, end="")
+    if done.returncode != 0:
+        said = ([line for line in done.stderr.splitlines() if line.strip()]
+                or [line for line in done.stdout.splitlines() if line.strip()])
+        raise ExternalError(f"`wandb sync` failed (exit status {done.returncode})"
+                            + (f": {said[-1]}" if said else ""), str(experiment))
     best = Path(experiment) / BEST_DIR / "best.json"
     if best.is_file():
-        _link_to_registry(json.loads(best.read_text()))
+        try:
+            _link_to_registry(json.loads(best.read_text()))
+        except Exception as exc:  # noqa: BLE001 - wandb's API raises many types
+            raise ExternalError(f"synced, but linking to the wandb registry failed: "
+                                f"{first_line(exc)}", str(experiment)) from None
     return runs
 
 

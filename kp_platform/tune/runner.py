@@ -26,7 +26,13 @@ def init_ray(spec: SweepSpec) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
-        ray.init()  # inside `ray job submit`: passing resources here raises
+        try:
+            ray.init()  # inside `ray job submit`: passing resources here raises
+        except ConnectionError as exc:
+            from kp_platform.errors import ExternalError, first_line
+
+            raise ExternalError(f"cannot join the Ray cluster: {first_line(exc)}",
+                                f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}") from None
         return
     ray.init(num_cpus=spec.ray.num_cpus or os.cpu_count(), include_dashboard=False,
              object_store_memory=spec.ray.object_store_mb * 1024 * 1024)

@@ -409,11 +409,13 @@ def test_dockerfile_base_matches_the_pin_and_installs_cuda_torch_and_the_project
 @pytest.mark.parametrize(
     "old,new,expected",
     [
-        ("rayproject/ray:2.60.0-py311-gpu", "rayproject/ray:2.59.0-py311-gpu", "does not satisfy"),
-        ("rayproject/ray:2.60.0-py311-gpu", "rayproject/ray:2.60.0-py311", "not a CUDA image"),
-        ("rayproject/ray:2.60.0-py311-gpu", "python:3.11-slim", "not a Ray image"),
-        ('pip install --no-cache-dir "torch>=2.4,<3"', "true", "torch"),
-        ("RUN pip install --no-cache-dir /app", "RUN true", "pip-installed"),
+        ("rayproject/ray:2.60.0-py311-${CUDA}", "rayproject/ray:2.59.0-py311-${CUDA}",
+         "does not satisfy"),
+        ("rayproject/ray:2.60.0-py311-${CUDA}", "rayproject/ray:2.60.0-py311", "not a CUDA image"),
+        ("rayproject/ray:2.60.0-py311-${CUDA}", "python:3.11-slim", "not a Ray image"),
+        ('pip install --no-cache-dir "torch==', 'true "', "torch"),
+        ("RUN pip install --no-cache-dir --constraint /home/ray/constraints.txt /app",
+         "RUN true", "pip-installed"),
     ],
     ids=["old-ray", "cpu-base", "not-ray", "no-torch", "no-project"],
 )

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from kp_platform.data import CocoKeypoints, parse_channels, resolve_channels
+from kp_platform.errors import InputError
 from tests.conftest import annotation, image, write_coco
 
 
@@ -138,3 +139,76 @@ def test_grayscale_rgba_and_16bit_images_load_as_rgb(tmp_path):
     np.testing.assert_array_equal(read_rgb(tmp_path / "gray.png")[..., 1], gray)
     np.testing.assert_array_equal(read_rgb(tmp_path / "deep.png")[..., 0], deep >> 8)
     np.testing.assert_array_equal(read_rgb(tmp_path / "rgba.png"), 200)
+
+
+# --- image paths must stay inside the dataset's folder
+
+
+def _escaping_dataset(tmp_path, how: str):
+    """A dataset in tmp_path/ds whose image 2 names a readable PNG outside its folder."""
+    secret = tmp_path / "secret" / "private.png"
+    secret.parent.mkdir()
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(secret)
+    root = tmp_path / "ds"
+    path = write_coco(root, [image(1)], [])
+    if how == "dotdot":
+        file_name = "../secret/private.png"
+    elif how == "absolute":
+        file_name = str(secret)
+    else:  # a symlink inside the folder that points out of it
+        (root / "images" / "link.png").symlink_to(secret)
+        file_name = "images/link.png"
+    data = json.loads(path.read_text())
+    data["images"].append({"id": 2, "file_name": file_name, "width": 32, "height": 24})
+    path.write_text(json.dumps(data))
+    return path, file_name
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_file_name_outside_the_dataset_is_refused(tmp_path, run_kp, how):
+    path, file_name = _escaping_dataset(tmp_path, how)
+    code, out, err = run_kp("data", "check", path)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {path}: image 2: file_name {file_name!r} ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(InputError, match="image 2"):
+        CocoKeypoints.load(path, check_images=False)  # also when no image is opened
+
+
+def test_dotdot_that_stays_inside_is_fine(tmp_path):
+    path = write_coco(tmp_path, [image(1)], [])
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = "images/../images/001.png"
+    path.write_text(json.dumps(data))
+    assert CocoKeypoints.load(path).images[0].path == tmp_path / "images/../images/001.png"
+
+
+def test_every_command_refuses_an_escaping_dataset(tmp_path, run_kp):
+    path, _ = _escaping_dataset(tmp_path, "dotdot")
+    pred = tmp_path / "pred.json"
+    pred.write_text("[]")
+    code, _, err = run_kp("eval", "--gt", path, "--pred", pred)
+    assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data:\n  train: {path}\n")
+    code, _, err = run_kp("train", config, f"trainer.run_root={tmp_path / 'runs'}")
+    assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
+    code, _, err = run_kp("predict", "--checkpoint", tmp_path / "none.ckpt", path,
+                          "--out", tmp_path / "out.json")
+    assert code == 2 and "image 2: file_name" in err and err.count("\n") == 1
+
+
+def test_corner_pixel_origin_labels_become_pixel_centres(tmp_path, run_kp):
+    # The same physical points as in tiny_coco, written by a tool whose pixel centres are at +0.5.
+    corner = [0.5, 0.5, 2, 32.4, 5.5, 2, 0.3, 5.5, 2]  # the last is left of pixel 0's centre
+    path = write_coco(tmp_path, [image(1)], [annotation(1, 1, 1, corner)])
+    coco = CocoKeypoints.load(path, pixel_origin="corner")
+    channels = resolve_channels(parse_channels(None), coco.categories, "t")
+    gathered = coco.image_keypoints(1, channels)
+    np.testing.assert_allclose(gathered.points[0], [[0.0, 0.0]])
+    np.testing.assert_allclose(gathered.points[1], [[31.9, 5.0]])
+    assert gathered.dropped[2]["outside_image"] == 1
+    code, out, _ = run_kp("data", "check", path, "--pixel-origin", "corner", "--json")
+    assert code == 0 and json.loads(out)["channels"]["towel.grasp"]["dropped"]["outside_image"]
+    with pytest.raises(InputError, match="data.pixel_origin: must be one of"):
+        CocoKeypoints.load(path, pixel_origin="centre")

@@ -75,7 +75,7 @@ def test_json_is_valid_coco_keypoints(dataset30: tuple[Path, dict[str, Any]]) ->
         assert len(ann["keypoints"]) == 3 * n_kps[ann["category_id"]]
         assert all(isinstance(v, float) for v in ann["keypoints"])
         assert ann["num_keypoints"] == sum(v > 0 for v in ann["keypoints"][2::3])
-        assert set(ann["keypoints"][2::3]) <= {1.0, 2.0}
+        assert set(ann["keypoints"][2::3]) <= {0.0, 1.0, 2.0}
         x, y, w, h = ann["bbox"]
         assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 64 and y + h <= 64
         assert ann["area"] > 0 and ann["iscrowd"] == 0
@@ -84,8 +84,16 @@ def test_json_is_valid_coco_keypoints(dataset30: tuple[Path, dict[str, Any]]) ->
     assert np.any(kps[:, :2] != np.round(kps[:, :2])), "coordinates should be sub-pixel"
     assert np.any(kps[:, 2] == 1), "some keypoints should be occluded (v=1)"
     assert np.any(kps[:, 2] == 2)
+    # Valid COCO: a keypoint with v > 0 lies in the image; cut-off ones are 0, 0, 0 (COCO's
+    # "not labelled"), still counted in the summary.
     outside = (kps[:, 0] < 0) | (kps[:, 1] < 0) | (kps[:, 0] >= 64) | (kps[:, 1] >= 64)
-    assert outside.any(), "some keypoints should lie outside the image"
+    assert not outside.any()
+    unlabelled = kps[kps[:, 2] == 0]
+    assert len(unlabelled) > 0 and not unlabelled.any(), "cut-off keypoints are 0, 0, 0"
+    assert data["info"]["keypoints"] == {
+        "visible": int(np.sum(kps[:, 2] == 2)), "occluded": int(np.sum(kps[:, 2] == 1)),
+        "outside_image": len(unlabelled),
+    }
     annotated = {a["image_id"] for a in data["annotations"]}
     assert len(annotated) < 30, "some images should be negatives"
     assert {a["category_id"] for a in data["annotations"]} == {1, 2}
@@ -102,15 +110,21 @@ def test_left_is_on_the_image_left_and_corners_run_clockwise(
     dataset30: tuple[Path, dict[str, Any]],
 ) -> None:
     # A horizontal flip must swap the semantics, so the orientation has to be consistent.
+    checked = 0
     for ann in dataset30[1]["annotations"]:
-        k = np.array(ann["keypoints"]).reshape(-1, 3)[:, :2]
+        values = np.array(ann["keypoints"]).reshape(-1, 3)
+        k, labelled = values[:, :2], values[:, 2] > 0  # cut-off keypoints are 0, 0, 0
         if ann["category_id"] == 2:
-            assert k[1, 0] < k[2, 0]  # sleeve_left left of sleeve_right
-            assert k[3, 0] < k[4, 0]  # hem_left left of hem_right
-        else:
+            if labelled[1] and labelled[2]:
+                assert k[1, 0] < k[2, 0]  # sleeve_left left of sleeve_right
+            if labelled[3] and labelled[4]:
+                assert k[3, 0] < k[4, 0]  # hem_left left of hem_right
+        elif labelled[:4].all():
+            checked += 1
             x, y = k[:4, 0], k[:4, 1]
             # Shoelace area is positive for clockwise order when y points down.
             assert np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y) > 0
+    assert checked > 0
 
 
 def _high_frequency_energy(path: Path) -> float:
@@ -152,3 +166,12 @@ def test_bad_arguments_raise_value_error(
     with pytest.raises(ValueError, match=message):
         generate_dataset(tmp_path, **{**args, **kwargs})
     assert not (tmp_path / "annotations.json").exists()
+
+
+def test_synth_command_counts_cut_off_keypoints(tmp_path: Path, run_kp) -> None:
+    code, out, err = run_kp("data", "synth", tmp_path / "d", "--num-images", "6",
+                            "--image-size", "32", "--workers", "1")
+    assert code == 0, err
+    counts = json.loads((tmp_path / "d" / "annotations.json").read_text())["info"]["keypoints"]
+    assert counts["outside_image"] > 0
+    assert f"{counts['outside_image']} outside the image (written as 0, 0, 0)" in out

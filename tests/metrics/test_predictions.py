@@ -92,3 +92,64 @@ def test_non_positive_threshold_is_rejected(tiny_coco, tmp_path, run_kp):
     pred.write_text("[]")
     code, _, err = run_kp("eval", "--gt", tiny_coco, "--pred", pred, "--thresholds", "0")
     assert code == 2 and "thresholds must be positive" in err
+
+
+def test_loaded_coco_dict_and_prediction_list_score_as_the_files_do(tiny_coco, tmp_path):
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(_perfect(tiny_coco)))
+    from_files = evaluate_predictions(tiny_coco, pred, CHANNELS, [0.25, 2])
+    with open(tiny_coco) as handle:
+        gt = json.load(handle)
+    with open(pred) as handle:
+        entries = json.load(handle)
+    assert evaluate_predictions(gt, entries, CHANNELS, [0.25, 2]) == from_files
+    assert evaluate_predictions(gt, pred, CHANNELS, (0.25, 2)) == from_files
+
+
+@pytest.mark.parametrize(
+    "gt, predictions, thresholds, match",
+    [
+        (42, [], [2], "gt: expected a COCO JSON path, a COCO dict"),
+        (["images"], [], [2], "gt: expected a COCO JSON path, a COCO dict"),
+        ({"images": []}, [], [2], "gt: missing top-level key"),
+        (None, {"image_id": 1}, [2], "predictions: expected a prediction JSON path or a list"),
+        (None, 3.5, [2], "predictions: expected a prediction JSON path or a list"),
+        (None, [{"image_id": [1], "detections": {}}], [2], r"entry 0: unknown image id \[1\]"),
+        (None, [], [], "thresholds: expected a list of positive distances"),
+        (None, [], "2", "thresholds: expected a list of positive distances"),
+        (None, [], [2, -1], "thresholds: expected a list of positive distances"),
+        (None, [], [float("nan")], "thresholds: expected a list of positive distances"),
+    ],
+)
+def test_other_argument_types_are_a_clear_input_error(tiny_coco, gt, predictions, thresholds,
+                                                      match):
+    from kp_platform.errors import InputError
+
+    with pytest.raises(InputError, match=match):
+        evaluate_predictions(tiny_coco if gt is None else gt, predictions, CHANNELS, thresholds)
+
+
+def test_pixel_origin_corner_shifts_both_files(tiny_coco, tmp_path, run_kp):
+    entries = _perfect(tiny_coco)
+    centre = evaluate_predictions(tiny_coco, entries, CHANNELS, [0.25, 2])
+    data = json.loads(tiny_coco.read_text())
+    for ann in data["annotations"]:
+        values = ann["keypoints"]
+        for k in range(0, len(values), 3):
+            values[k] += 0.5
+            values[k + 1] += 0.5
+    for entry in entries:
+        for points in entry["detections"].values():
+            for point in points:
+                point[0] += 0.5
+                point[1] += 0.5
+    corner = evaluate_predictions(data, entries, CHANNELS, [0.25, 2], pixel_origin="corner")
+    assert corner == centre
+    gt, pred = tmp_path / "gt.json", tmp_path / "pred.json"
+    gt.write_text(json.dumps(data))
+    pred.write_text(json.dumps(entries))
+    out = tmp_path / "metrics.json"
+    code, _, err = run_kp("eval", "--gt", gt, "--pred", pred, "--channels", CHANNELS,
+                          "--thresholds", "0.25", "2", "--pixel-origin", "corner", "--out", out)
+    assert code == 0, err
+    assert json.loads(out.read_text())["ap"] == centre["ap"]

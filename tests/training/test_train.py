@@ -93,10 +93,21 @@ def test_a_run_stopped_early_is_still_evaluated(synth_data, tmp_path):
     assert result.metrics["last"] is not None and result.best_checkpoint is not None
 
 
-def test_resume_continues_the_epoch_count_and_the_wandb_run(synth_data, tmp_path):
+def test_resume_continues_the_epoch_count_and_the_wandb_run(synth_data, tmp_path, monkeypatch):
     first = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1"))
+    loads = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
     resumed = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=3"),
                     resume=first.run_dir)
+    # Our check and Lightning's restore both load weights-only, explicitly: on torch 2.4 / 2.5
+    # (which the requirement allows) torch.load's default would unpickle.
+    assert len(loads) >= 2 and all(flag is True for flag in loads), loads
     assert resumed.run_dir == first.run_dir and resumed.metrics["epochs"] == 3
     epochs = sorted({int(r["epoch"]) for r in _csv_rows(first.run_dir) if r.get("val/loss")})
     assert epochs == [0, 1, 2]  # epoch 0 from the first run, 1-2 after resuming
@@ -173,3 +184,42 @@ def test_kp_train_command(synth_data, tmp_path, run_kp):
     assert f"run: {tmp_path / 'default'}" in out
     code, _, err = run_kp("train", config, "optim.lrr=1")
     assert code == 2 and "did you mean 'optim.lr'" in err
+
+
+def _as_corner_labels(coco_json):
+    """The same dataset with every labelled keypoint written in the corner convention (+0.5)."""
+    data = json.loads(coco_json.read_text())
+    for ann in data["annotations"]:
+        values = ann["keypoints"]
+        for k in range(0, len(values), 3):
+            if values[k + 2] > 0:
+                values[k] += 0.5
+                values[k + 1] += 0.5
+    path = coco_json.with_name("annotations_corner.json")
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_pixel_origin_corner_trains_to_the_same_prediction(synth_data, tmp_path):
+    from kp_platform.inference import Detector
+
+    corner = {split: _as_corner_labels(path) for split, path in synth_data.items()}
+    common = ("trainer.max_epochs=1", "logging.wandb.mode=disabled")
+    centre_run = train(tiny_config(synth_data, tmp_path, "trainer.name=centre", *common))
+    corner_run = train(tiny_config(
+        synth_data, tmp_path, "trainer.name=corner", "data.pixel_origin=corner",
+        f"data.train={corner['train']}", f"data.val={corner['val']}", *common))
+    last, reference = corner_run.metrics["last"], centre_run.metrics["last"]
+    for key in ("ap", "map", "pck", "num_gt"):
+        assert last[key] == reference[key], key
+    images = sorted((synth_data["val"].parent / "images").iterdir())[:4]
+    centre = Detector.from_checkpoint(centre_run.last_checkpoint).predict(images)
+    shifted = Detector.from_checkpoint(corner_run.last_checkpoint).predict(images)
+    assert sum(len(p) for per_image in centre for p in per_image.values()) > 0
+    for ours, theirs in zip(centre, shifted, strict=True):
+        for name, points in ours.items():
+            # Written back in the corner convention: the same physical point, +0.5.
+            torch.testing.assert_close(torch.as_tensor(theirs[name][:, :2]),
+                                       torch.as_tensor(points[:, :2] + 0.5))
+            torch.testing.assert_close(torch.as_tensor(theirs[name][:, 2]),
+                                       torch.as_tensor(points[:, 2]))

@@ -107,3 +107,21 @@ def test_tune_logs_a_failed_trial_in_one_line():
     assert logging.Formatter().format(record) == (
         "Trial task failed for trial trial_1: FloatingPointError: training loss is nan at "
         "epoch 0")
+
+
+def test_unreachable_ray_address_is_one_error_line(monkeypatch):
+    import ray
+
+    from kp_platform.errors import ExternalError
+    from kp_platform.tune.runner import init_ray
+
+    def refuse(*_args, **_kwargs):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease start one.")
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ExternalError) as caught:
+        init_ray(None)
+    assert str(caught.value) == ("RAY_ADDRESS=10.0.0.1:6379: cannot join the Ray cluster: "
+                                 "ConnectionError: Could not find any running Ray instance.")
