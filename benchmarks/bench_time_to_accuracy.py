@@ -8,8 +8,9 @@ starts at process start as a user's would:
   (a) defaults: only the data paths, channels, input size and thresholds set (and AP every
       epoch, so the curve is visible);
   (b) reference: the seed framework's published defaults: its U-Net shape (`seed_unet`: 32
-      channels, 2 down-samplings, residual blocks), BCE on sigma=2 Gaussians at full
-      resolution, Adam 3e-4 without weight decay or schedule, batch 8, 0.01 score floor.
+      channels, 2 down-samplings, residual blocks), its head bias of -4 (prior 0.018), BCE on
+      sigma=2 Gaussians at full resolution, Adam 3e-4 without weight decay or schedule, batch
+      8, 0.01 score floor.
 
 Both run with wandb and the progress bar off (logging is not what is compared), on
 `--threads` torch threads, for 3 training seeds each. A run stops once it reaches the last
@@ -43,7 +44,7 @@ BASE = [
 CONFIGS = {
     "defaults": [],
     "reference": [
-        "model.backbone=seed_unet", "model.loss=bce", "model.head_prior=0.5",
+        "model.backbone=seed_unet", "model.loss=bce", "model.head_prior=0.018",
         "heatmap.stride=1", "heatmap.sigma=2", "optim.optimizer=adam", "optim.lr=3e-4",
         "optim.weight_decay=0", "optim.schedule=none", "optim.warmup_epochs=0",
         "data.batch_size=8", "eval.score_floor=0.01", "trainer.max_epochs=12",

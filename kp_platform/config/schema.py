@@ -79,7 +79,7 @@ class ModelConfig:
     """The network: a backbone from the registry and a heatmap head."""
 
     backbone: str = "unet"
-    """A registered name (`unet`, `dilated_cnn`, ...) or `timm:<encoder>` (timm extra)."""
+    """A registered name (`unet`, `dilated_cnn`, `seed_unet`, ...) or `timm:<encoder>`."""
     pretrained: bool = False
     """Download the encoder's pretrained weights (timm encoders; needs internet)."""
     pretrained_path: str | None = None

@@ -98,7 +98,7 @@ def create_backbone(name: str, **kwargs: Any) -> nn.Module:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise InputError(
             f"unknown backbone {name!r}{hint} Registered: {', '.join(list_backbones())}, "
-            f"or {TIMM_PREFIX}<encoder> with the timm extra"
+            f"or {TIMM_PREFIX}<encoder>"
         )
     return factory(**kwargs)
 

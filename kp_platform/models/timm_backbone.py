@@ -1,7 +1,7 @@
 """``timm:<encoder>`` backbones: a timm ``features_only`` encoder plus a light U-Net decoder.
 
-timm is an optional extra (it needs torchvision), so it is imported only inside
-:func:`create_timm_backbone`. The decoder, :class:`EncoderDecoder`, works with any encoder that
+timm is imported only inside :func:`create_timm_backbone`, so ``import kp_platform`` stays
+fast. The decoder, :class:`EncoderDecoder`, works with any encoder that
 has timm's feature-extraction interface (``feature_info.channels()``,
 ``feature_info.reduction()``, and a forward returning one NCHW map per level, shallow to deep),
 so it is usable and testable without timm.
@@ -130,8 +130,8 @@ def create_timm_backbone(
         import timm
     except ImportError as exc:
         raise InputError(
-            f"model.backbone {backbone!r} needs the timm extra: pip install 'kp_platform[timm]' "
-            "(timm needs torchvision, see the README's installing notes)"
+            f"model.backbone {backbone!r} needs timm, which did not import: reinstall the "
+            "project with a matching torch / torchvision pair (see the README's installing notes)"
         ) from exc
     if not timm.is_model(encoder_name):
         close = difflib.get_close_matches(encoder_name, timm.list_models(), n=1)
