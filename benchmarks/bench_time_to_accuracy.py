@@ -17,8 +17,12 @@ Both run with wandb and the progress bar off (logging is not what is compared), 
 target (`--stop-at`) or its epoch budget. Prints s/epoch, `val/map` per epoch, time to 0.8 and
 to 0.85 (seconds from process start), and the ratio (a)/(b) per seed.
 
-    .venv/bin/python benchmarks/bench_time_to_accuracy.py            # about 15-20 minutes
+With `--overfit`, instead: the defaults overfit 4 images of 64² (train = val, batch 2, 60
+epochs) for each data seed; prints mean AP@4 every 5 epochs and the first epoch at >= 0.9.
+
+    .venv/bin/python benchmarks/bench_time_to_accuracy.py            # about an hour
     .venv/bin/python benchmarks/bench_time_to_accuracy.py --seeds 0 --only defaults
+    .venv/bin/python benchmarks/bench_time_to_accuracy.py --overfit --seeds 0 1 2 3
 """
 
 from __future__ import annotations
@@ -91,7 +95,13 @@ def main() -> None:
                         help="where to write the data set (default: a temporary folder)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra overrides for (a), to try candidate defaults")
+    parser.add_argument("--overfit", action="store_true",
+                        help="overfit 4 images of 64² per data seed instead")
     args = parser.parse_args()
+    if args.overfit:
+        for seed in args.seeds:
+            print(overfit_four_images(seed, args.threads, args.set), flush=True)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "data"
@@ -109,6 +119,39 @@ def main() -> None:
                 print(describe(name, seed, curve), flush=True)
         if len(curves) == 2:
             print_ratios(curves, args.seeds)
+
+
+def overfit_four_images(seed: int, threads: int, extra: list[str]) -> str:
+    """Defaults on 4 images of 64² (data seed `seed`), train = val, batch 2, 60 epochs."""
+    import pytorch_lightning as pl
+    import torch
+
+    from kp_platform.config import apply_overrides, load_config
+    from kp_platform.data.quads import CHANNELS, generate_quads
+    from kp_platform.training import train
+
+    torch.set_num_threads(threads)
+    curve: list[float] = []
+
+    class Record(pl.Callback):
+        def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            fresh = module.last_evaluated_epoch == trainer.current_epoch
+            if fresh and not trainer.sanity_checking:
+                curve.append(module.last_metrics["mean_ap"]["4"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        coco = generate_quads(Path(tmp) / "data", 4, 64, seed=seed)
+        config = apply_overrides(load_config(None), [
+            f"data.train={coco}", f"data.val={coco}", f"data.channels={CHANNELS}",
+            "data.input_size=[64,64]", "data.batch_size=2", "eval.thresholds=[4]",
+            "trainer.max_epochs=60", "logging.wandb.mode=disabled", "trainer.progress_bar=false",
+            f"trainer.run_root={tmp}/runs", *extra,
+        ])
+        train(config, extra_callbacks=[Record()])
+    first = next((i + 1 for i, ap in enumerate(curve) if ap >= 0.9), None)
+    every5 = " ".join(f"{ap:.2f}" for ap in curve[4::5])
+    return (f"overfit data seed {seed}: first epoch at AP@4 >= 0.9: {first or 'never'}; "
+            f"AP@4 every 5 epochs: {every5}")
 
 
 def make_data(root: Path) -> tuple[Path, Path]:

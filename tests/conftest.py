@@ -153,7 +153,7 @@ def tiny_config(synth_data: dict[str, Path], run_root: Path, *overrides: str):
         "trainer.accelerator=cpu",
         "logging.wandb.mode=offline",
         # near the head prior, so even a barely trained net detects (non-zero, testable AP)
-        "eval.score_threshold=0.001",
+        "eval.score_floor=0.001",
     ]
     return apply_overrides(load_config(), base + list(overrides))
 

@@ -76,8 +76,9 @@ def _sweep(synth_data: dict[str, Path], tmp_path: Path, name: str, **settings: A
     data = space_data(synth_data, tmp_path / "sweeps", name=name, eval_every=1,
                       asha={"grace_period": EPOCHS, "reduction_factor": 2,
                             "max_epochs": EPOCHS}, **settings)
-    # One image per step: epochs of about a second, so that a poll sees a trial mid-run.
+    # One image per step at 128²: epochs of about a second, so that a poll sees a trial mid-run.
     data["base"]["overrides"]["data.batch_size"] = BATCH_SIZE
+    data["base"]["overrides"]["data.input_size"] = [128, 128]
     return write_space(tmp_path / f"{name}.yaml", data), tmp_path / "sweeps" / name
 
 

@@ -21,7 +21,7 @@ def space_data(synth_data: dict[str, Path] | None, storage: Path, **settings: An
         "model.backbone": "unet_tiny",
         "trainer.accelerator": "cpu",
         # near the head prior, so even a barely trained net detects (non-zero AP)
-        "eval.score_threshold": 0.001,
+        "eval.score_floor": 0.001,
     }
     if synth_data is not None:
         overrides["data.train"] = str(synth_data["train"])
