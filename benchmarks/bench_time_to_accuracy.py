@@ -51,7 +51,7 @@ CONFIGS = {
         "model.backbone=seed_unet", "model.loss=bce", "model.head_prior=0.018",
         "heatmap.stride=1", "heatmap.sigma=2", "optim.optimizer=adam", "optim.lr=3e-4",
         "optim.weight_decay=0", "optim.schedule=none", "optim.warmup_epochs=0",
-        "data.batch_size=8", "eval.score_floor=0.01", "trainer.max_epochs=12",
+        "data.batch_size=8", "eval.score_floor=0.01",
     ],
 }
 
@@ -95,6 +95,8 @@ def main() -> None:
                         help="where to write the data set (default: a temporary folder)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra overrides for (a), to try candidate defaults")
+    parser.add_argument("--reference-epochs", type=int, default=12,
+                        help="epoch budget of (b) (default: 12; (a) keeps its default 20)")
     parser.add_argument("--overfit", action="store_true",
                         help="overfit 4 images of 64² per data seed instead")
     args = parser.parse_args()
@@ -109,7 +111,8 @@ def main() -> None:
         names = [args.only] if args.only else list(CONFIGS)
         curves: dict[str, dict[int, list[dict]]] = {}
         for name in names:
-            extra = CONFIGS[name] + (args.set if name == "defaults" else [])
+            extra = CONFIGS[name] + (args.set if name == "defaults" else
+                                     [f"trainer.max_epochs={args.reference_epochs}"])
             for seed in args.seeds:
                 overrides = [f"data.train={train_json}", f"data.val={val_json}", *BASE, *extra,
                              f"trainer.seed={seed}", f"trainer.run_root={tmp}/runs",

@@ -27,8 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--render", metavar="DIR",
                          help="write copies of the images and videos with the detections drawn")
     predict.add_argument("--min-score", type=float, default=None,
-                         help="drop detections scoring below this (in --out and --render); "
-                         "default: everything above the checkpoint's eval.score_threshold")
+                         help="return (and draw) the peaks scoring above this; default: the "
+                         "checkpoint's eval.score_threshold (0.1); its eval.score_floor (0.01) "
+                         "gives the peaks that validation scores")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--workers", type=int, default=0,
                          help="loader processes that decode images and frames (default 0)")

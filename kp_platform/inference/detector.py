@@ -6,6 +6,7 @@ mapping back to original-image pixels, and (for metrics) the same Lightning vali
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,7 +92,8 @@ class Detector:
         Args:
             images: (B, 3, h, w) uint8 RGB at `data.input_size` (from `prepare`).
             affines: (B, 4) per image (sx, sy, tx, ty), original to input pixels.
-            min_score: Drop detections scoring below it.
+            min_score: Return peaks scoring above it instead of above `eval.score_threshold`
+                (`eval.score_floor` gives the peaks validation scores).
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
@@ -99,7 +101,9 @@ class Detector:
         """
         batch = images.to(self.device, non_blocking=True).float() / 255
         logits = self.module(batch)
-        detections = decode_heatmaps(torch.sigmoid(logits.float()), **self.options.as_kwargs())
+        options = self.options if min_score is None else dataclasses.replace(
+            self.options, score_threshold=min_score)
+        detections = decode_heatmaps(torch.sigmoid(logits.float()), **options.as_kwargs())
         if detections.xy.device.type == "mps":  # no float64 on MPS; only detections move
             detections = Detections(detections.xy.cpu(), detections.scores.cpu(),
                                     detections.valid.cpu())
@@ -109,8 +113,6 @@ class Detector:
         for channels in per_image:
             if offset:  # back into the convention the labels were written in
                 channels = [_shifted(points, offset) for points in channels]
-            if min_score is not None:
-                channels = [points[points[:, 2] >= min_score] for points in channels]
             results.append(dict(zip(self.channel_names, channels, strict=True)))
         return results
 
@@ -123,7 +125,8 @@ class Detector:
         Args:
             images: File paths or (H, W, 3) uint8 RGB arrays, any sizes.
             batch_size: Images per forward pass.
-            min_score: Drop detections scoring below it.
+            min_score: Return peaks scoring above it instead of above `eval.score_threshold`
+                (`eval.score_floor` gives the peaks validation scores).
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image

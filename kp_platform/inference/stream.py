@@ -90,7 +90,8 @@ def predict_sources(
         rule: Its id rule.
         batch_size: Frames per forward pass.
         workers: Loader processes decoding images and frames (0: in this process).
-        min_score: Drop detections scoring below it (in the entries and the drawings).
+        min_score: Return (and draw) peaks scoring above it instead of above the
+            checkpoint's `eval.score_threshold`.
         render: A folder for copies of the images and videos with the detections drawn.
         progress: Show a progress bar (frames per second) once it runs for 2 seconds.
 

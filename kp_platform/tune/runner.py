@@ -187,7 +187,9 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
             name=spec.name,
             storage_path=_storage_root(spec),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2,  # Tune also keeps the latest, for resuming
+                # Tune also keeps the latest, for resuming; 4, not 2: a restored driver resumes
+                # from its last snapshot, whose "latest" may be a report older than the newest.
+                num_to_keep=4,
                 checkpoint_score_attribute=spec.metric,
                 checkpoint_score_order=spec.mode,
             ),

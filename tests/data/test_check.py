@@ -13,9 +13,9 @@ from kp_platform.errors import InputError
 def test_each_file_goes_through_the_given_loader(tiny_coco):
     reads = []
 
-    def load(path):
+    def load(path, **options):
         reads.append(str(path))
-        return CocoKeypoints.load(path)
+        return CocoKeypoints.load(path, **options)
 
     data = load_config(overrides={"data.train": str(tiny_coco), "data.val": str(tiny_coco),
                                   "data.input_size": [32, 32]}).data

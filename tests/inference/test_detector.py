@@ -28,14 +28,16 @@ def test_kp_eval_checkpoint_reproduces_validation_metrics(trained_run, synth_dat
 
 def test_predict_file_scores_like_validation(trained_run, synth_data, run_kp, tmp_path):
     pred = tmp_path / "pred.json"
+    module = load_module(trained_run.last_checkpoint)
+    # the peaks validation scores: those above the floor
     code, _, err = run_kp("predict", "--checkpoint", trained_run.last_checkpoint,
-                          synth_data["val"], "--out", pred)
+                          synth_data["val"], "--out", pred,
+                          "--min-score", str(module.cfg.eval.score_floor))
     assert code == 0, err
     entries = json.loads(pred.read_text())
     ids = [image.id for image in CocoKeypoints.load(synth_data["val"]).images]
     assert [e["image_id"] for e in entries] == ids
     recorded = json.loads((trained_run.run_dir / "metrics.json").read_text())["last"]
-    module = load_module(trained_run.last_checkpoint)
     from_file = evaluate_predictions(synth_data["val"], pred, module.cfg.data.channels,
                                      module.cfg.eval.thresholds)
     assert recorded["map"] > 0  # a non-trivial comparison

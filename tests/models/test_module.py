@@ -54,3 +54,21 @@ def test_optimizer_choices(optimizer, schedule):
     assert setup["optimizer"].param_groups[0]["lr"] == 0.02
     if schedule == "plateau":
         assert setup["lr_scheduler"]["monitor"] == "val/loss"
+
+
+def test_weak_peaks_are_scored_in_validation_but_not_predicted():
+    # An early model: every peak well below eval.score_threshold (0.1), above the floor (0.01).
+    config = apply_overrides(load_config(), ["model.backbone=unet_tiny", "heatmap.stride=1",
+                                             "eval.thresholds=[2]"])
+    module = KeypointModule.from_config(config, ["a"])
+    heat = torch.full((1, 1, 16, 24), 0.001)
+    heat[0, 0, 5, 7] = 0.05  # on the ground truth
+    heat[0, 0, 12, 20] = 0.03  # a false positive, ranked lower
+    logits = torch.logit(heat)
+    validation = module.decode(logits)
+    assert validation.valid.sum() == 2
+    prediction = module.decode(logits, config.eval.score_threshold)
+    assert prediction.valid.sum() == 0
+    module.metric.update(validation.xy, validation.scores, validation.valid,
+                         torch.tensor([[[[7.0, 5.0]]]]), torch.ones(1, 1, 1, dtype=torch.bool))
+    assert module.metric.compute()["map"] == 1.0  # the one keypoint, found first

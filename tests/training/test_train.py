@@ -168,7 +168,7 @@ def test_init_from_loads_weights_but_keeps_command_line_hyperparameters(
 def test_nan_loss_fails_the_run(synth_data, tmp_path):
     config = tiny_config(synth_data, tmp_path, "optim.lr=1e30", "trainer.max_epochs=3",
                          "logging.wandb.mode=disabled")
-    with pytest.raises(FloatingPointError, match="training loss is nan"):
+    with pytest.raises(FloatingPointError, match="training loss is (nan|inf)"):
         train(config)
 
 
@@ -213,8 +213,10 @@ def test_pixel_origin_corner_trains_to_the_same_prediction(synth_data, tmp_path)
     for key in ("ap", "map", "pck", "num_gt"):
         assert last[key] == reference[key], key
     images = sorted((synth_data["val"].parent / "images").iterdir())[:4]
-    centre = Detector.from_checkpoint(centre_run.last_checkpoint).predict(images)
-    shifted = Detector.from_checkpoint(corner_run.last_checkpoint).predict(images)
+    floor = 0.001  # the tiny config's eval.score_floor: every peak validation scores
+    centre = Detector.from_checkpoint(centre_run.last_checkpoint).predict(images, min_score=floor)
+    shifted = Detector.from_checkpoint(corner_run.last_checkpoint).predict(images,
+                                                                          min_score=floor)
     assert sum(len(p) for per_image in centre for p in per_image.values()) > 0
     for ours, theirs in zip(centre, shifted, strict=True):
         for name, points in ours.items():

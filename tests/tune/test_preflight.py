@@ -74,9 +74,9 @@ def test_every_configuration_built_and_each_file_read_once(synth_data, tmp_path,
     reads = []
     original = CocoKeypoints.load.__func__
 
-    def counting(cls, path, check_images=True):
+    def counting(cls, path, check_images=True, **options):
         reads.append(str(path))
-        return original(cls, path, check_images)
+        return original(cls, path, check_images, **options)
 
     monkeypatch.setattr(CocoKeypoints, "load", classmethod(counting))
     # base + lr ends x (unet_tiny x sigma ends + dilated) x visible_only

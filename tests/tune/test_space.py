@@ -45,11 +45,11 @@ def test_base_config_is_the_first_point(tmp_path):
     spec = load_space(write_space(tmp_path / "s.yaml", data))
     base, extra = spec.points_to_evaluate()
     # the base backbone is unet, so its conditional depth (default 4) is part of the point
-    assert base == {"model.backbone": "unet", "model.depth": 4, "optim.lr": 1e-3}
+    assert base == {"model.backbone": "unet", "model.depth": 4, "optim.lr": 3e-3}
     assert extra == {"model.backbone": "dilated_cnn"}
     # a base value the space cannot produce is left to the sampler (unet_tiny is no choice)
     spec = load_space(_space(tmp_path, space=_conditional_space()))
-    assert spec.points_to_evaluate() == [{"optim.lr": 1e-3}]
+    assert spec.points_to_evaluate() == [{"optim.lr": 3e-3}]
     spec = load_space(_space(tmp_path, space=_conditional_space(),
                              search={"evaluate_base": False}))
     assert spec.points_to_evaluate() == []
