@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU wheel; a GPU machine can pass its own, e.g. `make test TORCH_SPEC=torch`.
+# A matching torch / torchvision pair (timm needs torchvision; PyPI's torchvision does not import
+# beside the CPU-only torch wheel). A machine with its own CUDA build can pass another pair, e.g.
+# `make test TORCH_SPEC="torch torchvision"`.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= demo_data
 
