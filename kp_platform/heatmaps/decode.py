@@ -314,13 +314,28 @@ def _refine_axis(flat: Tensor, peaks: Tensor, pos: Tensor, size: int, step: int)
     Returns:
         (P,) float32 refined coordinate (the cell centre when the fit is not usable).
     """
-    pos_f = pos.to(torch.float32)
     if size < 3 or peaks.numel() == 0:
-        return pos_f
+        return pos.to(torch.float32)
+    mid = peaks + (pos.clamp(1, size - 2) - pos) * step
+    samples = [flat.index_select(0, mid + k * step) for k in (-1, 0, 1)]
+    return parabola_vertex(samples, pos, size)
+
+
+def parabola_vertex(samples: list[Tensor], pos: Tensor, size: int) -> Tensor:
+    """The refinement arithmetic, shared with the exported decoder (traceable, no branches).
+
+    Args:
+        samples: Map values at the 3 cells centred on ``pos.clamp(1, size - 2)``, each shaped
+            like ``pos``.
+        pos: int64 peak coordinates along the axis.
+        size: Map size along the axis (>= 3).
+
+    Returns:
+        float32 refined coordinates, shaped like ``pos``.
+    """
+    pos_f = pos.to(torch.float32)
     centre = pos.clamp(1, size - 2)
-    mid = peaks + (centre - pos) * step
-    logs = [torch.log(flat.index_select(0, mid + k * step).to(torch.float32).clamp_min(_LOG_FLOOR))
-            for k in (-1, 0, 1)]
+    logs = [torch.log(v.to(torch.float32).clamp_min(_LOG_FLOOR)) for v in samples]
     curvature = logs[0] - 2 * logs[1] + logs[2]
     concave = curvature < -1e-6
     vertex = centre.to(torch.float32) + 0.5 * (logs[0] - logs[2]) / torch.where(

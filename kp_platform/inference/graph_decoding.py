@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kp_platform.heatmaps import heatmap_size
+from kp_platform.heatmaps.decode import parabola_vertex
 
-# log() clamp, as in decode_heatmaps: keeps the refinement finite on zero neighbours.
-_LOG_FLOOR = 1e-30
 # Below every probability: padding for the max-pools, the score of non-peaks before top-k.
 _BELOW = -1.0
 
@@ -116,17 +115,8 @@ def _refine_axis(flat: Tensor, index: Tensor, pos: Tensor, size: int, step: int)
         around the peak (shifted inwards at the border), clamped to half a cell (one cell
         outwards at the border); the cell centre where the log-values are not concave.
     """
-    pos_f = pos.to(torch.float32)
     if size < 3:
-        return pos_f
-    centre = pos.clamp(1, size - 2)
-    mid = index + (centre - pos) * step
-    logs = [torch.log(torch.gather(flat, -1, mid + k * step).clamp_min(_LOG_FLOOR))
-            for k in (-1, 0, 1)]
-    curvature = logs[0] - 2 * logs[1] + logs[2]
-    concave = curvature < -1e-6
-    vertex = centre.to(torch.float32) + 0.5 * (logs[0] - logs[2]) / torch.where(
-        concave, curvature, torch.full_like(curvature, -1.0))
-    low = torch.where(pos == 0, pos_f - 1.0, pos_f - 0.5)
-    high = torch.where(pos == size - 1, pos_f + 1.0, pos_f + 0.5)
-    return torch.where(concave, torch.minimum(torch.maximum(vertex, low), high), pos_f)
+        return pos.to(torch.float32)
+    mid = index + (pos.clamp(1, size - 2) - pos) * step
+    samples = [torch.gather(flat, -1, mid + k * step) for k in (-1, 0, 1)]
+    return parabola_vertex(samples, pos, size)
