@@ -14,22 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kp_platform.models.backbones import Normalize, conv_bn_relu, exact_log2, register_backbone
-
-
-class ResidualBlock(nn.Module):
-    """conv-BN-ReLU, conv-BN, identity shortcut, ReLU; keeps channels and size."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            conv_bn_relu(channels, channels),
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.relu(x + self.body(x))
+from kp_platform.models.backbones import (
+    DilatedBlock,
+    Normalize,
+    conv_bn_relu,
+    exact_log2,
+    register_backbone,
+)
 
 
 class SeedUNet(nn.Module):
@@ -58,10 +49,11 @@ class SeedUNet(nn.Module):
         self.pad_multiple = 2**levels
         self.normalize = Normalize()
         self.stem = conv_bn_relu(3, width)
-        self.down = nn.ModuleList(ResidualBlock(width) for _ in range(levels))
-        self.bottom = ResidualBlock(width)
+        # The residual blocks: DilatedBlock at dilation 1 (conv-BN-ReLU, conv-BN, identity).
+        self.down = nn.ModuleList(DilatedBlock(width, 1) for _ in range(levels))
+        self.bottom = DilatedBlock(width, 1)
         self.fuse = nn.ModuleList(conv_bn_relu(2 * width, width) for _ in range(levels - last))
-        self.up = nn.ModuleList(ResidualBlock(width) for _ in range(levels - last))
+        self.up = nn.ModuleList(DilatedBlock(width, 1) for _ in range(levels - last))
 
     def forward(self, images: Tensor) -> Tensor:
         x = self.normalize(images)
