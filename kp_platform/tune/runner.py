@@ -204,11 +204,15 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
 
 def build_scheduler(spec: SweepSpec) -> Any:
     """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from kp_platform.tune.rungs import RUNGS_FILE, RecordingASHA
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return RecordingASHA(
+        # The report reads the live decisions back (which trial stopped at which cut-off).
+        log_path=None if spec.remote_storage else spec.experiment_dir / RUNGS_FILE,
         time_attr="epoch",
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
@@ -222,6 +226,7 @@ def build_searcher(spec: SweepSpec) -> Any:
 
     from kp_platform.tune.searcher import PrunedAwareOptunaSearch
 
+    points = spec.points_to_evaluate()
     url = spec.search.storage or f"sqlite:///{spec.experiment_dir / 'optuna.db'}"
     sampler = optuna.samplers.TPESampler(seed=spec.search.seed,
                                          n_startup_trials=spec.search.startup_trials)
@@ -231,7 +236,8 @@ def build_searcher(spec: SweepSpec) -> Any:
         space=SpaceSampler(spec.parameters),
         metric=spec.metric,
         mode=spec.mode,
-        points_to_evaluate=spec.points_to_evaluate() or None,
+        points_to_evaluate=points or None,
+        base_point=points[0] if spec.search.evaluate_base else None,
         sampler=sampler,
         study_name=spec.name,
         storage=optuna.storages.RDBStorage(url),
