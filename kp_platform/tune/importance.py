@@ -49,8 +49,12 @@ def parameter_importances(rows: Sequence[Any], study_trials: Mapping[str, Any],
         target = f"{metric} at epoch {epoch} ({len(targets)} trials)"
     if len(targets) < MIN_TRIALS:
         return None
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
-                                direction="maximize" if mode == "max" else "minimize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "a new study created in memory"
+    try:
+        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for trial_id, value in targets.items():
         frozen = study_trials[trial_id]
         study.add_trial(optuna.trial.create_trial(

@@ -156,7 +156,7 @@ def replay_asha(
 
     def start(trial_id: str, now: float) -> None:
         nonlocal counter, running
-        scheduler.on_trial_add(None, _Trial(trial_id))
+        scheduler.on_trial_add(None, TrialRef(trial_id))
         running += 1
         for epoch in sorted(e for e in curves[trial_id] if e <= max_epochs):
             counter += 1
@@ -173,7 +173,7 @@ def replay_asha(
         best = max(best, sign * value)
         spent[trial_id] = epoch
         rung = scheduler._pending_rung(trial_id, {"epoch": epoch, "value": value})
-        action = scheduler.on_trial_result(None, _Trial(trial_id), {"epoch": epoch,
+        action = scheduler.on_trial_result(None, TrialRef(trial_id), {"epoch": epoch,
                                                                     "value": value})
         if rung is not None:
             decisions.append(RungDecision(trial_id, rung[0], value,
@@ -182,7 +182,7 @@ def replay_asha(
         last = epoch == max(e for e in curves[trial_id] if e <= max_epochs)
         if action == TrialScheduler.STOP or last:
             # As Tune does for a trial that ends: the bracket sees its final result again.
-            scheduler.on_trial_complete(None, _Trial(trial_id), {"epoch": epoch,
+            scheduler.on_trial_complete(None, TrialRef(trial_id), {"epoch": epoch,
                                                                  "value": value})
             if not last:
                 stopped_at[trial_id] = epoch
@@ -196,7 +196,7 @@ def replay_asha(
 
 
 @dataclass(frozen=True)
-class _Trial:
-    """What Ray's scheduler reads of a trial: its id."""
+class TrialRef:
+    """What Ray's scheduler reads of a trial: its id (for feeding it recorded results)."""
 
     trial_id: str
