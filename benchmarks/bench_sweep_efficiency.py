@@ -33,7 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "search_spaces" / "demo.yaml"
-GRID = [(1, 2), (1, 3), (2, 2), (2, 3), (2, 4)]  # (grace period in evaluations, rf)
+GRID = [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (2, 4)]  # (grace in evaluations, rf)
 
 
 def main() -> int:
@@ -75,29 +75,30 @@ def main() -> int:
                   f"{speed[tid]:.1f}")
 
         print("\nASHA replayed on the fifo curves (list order, measured speeds):")
-        print("  grace  rf  rungs        trial-epochs   fraction  asha best  regret")
+        print("  slots  grace  rf  rungs        trial-epochs   fraction  asha best  regret")
         demo = (int(space["asha"]["grace_period"]), float(space["asha"]["reduction_factor"]))
         settings = sorted({demo, *((g * eval_every, float(rf)) for g, rf in GRID)})
         replays = {}
-        for grace, rf in settings:
-            if grace > max_epochs:
-                continue
-            replay = replay_asha(curves, grace_period=grace, reduction_factor=rf,
-                                 max_epochs=max_epochs, max_concurrent=concurrent,
-                                 order=order, epoch_seconds=speed)
-            replays[(grace, rf)] = replay
-            rungs = sorted({d.rung for d in replay.decisions})
-            mark = "  <- demo" if (grace, rf) == demo else ""
-            print(f"  {grace:>5}  {rf:g}  {str(rungs):<11}  {replay.epochs_spent:>4} / "
-                  f"{replay.epochs_total:<6}  {replay.fraction:8.0%}  {replay.best:9.4f}  "
-                  f"{replay.regret:+.4f}{mark}")
+        for slots in sorted({concurrent, 1}, reverse=True):
+            for grace, rf in settings:
+                if grace >= max_epochs:
+                    continue
+                replay = replay_asha(curves, grace_period=grace, reduction_factor=rf,
+                                     max_epochs=max_epochs, max_concurrent=slots,
+                                     order=order, epoch_seconds=speed)
+                replays[(slots, grace, rf)] = replay
+                rungs = sorted({d.rung for d in replay.decisions})
+                mark = "  <- demo" if (slots, grace, rf) == (concurrent, *demo) else ""
+                print(f"  {slots:>5}  {grace:>5}  {rf:g}  {str(rungs):<11}  "
+                      f"{replay.epochs_spent:>4} / {replay.epochs_total:<6}  "
+                      f"{replay.fraction:8.0%}  {replay.best:9.4f}  {replay.regret:+.4f}{mark}")
 
         live = run(space, points, "asha", out, max_epochs, args.set, args.data)
         agree, checked = check_live_against_replay(out / "eff-asha", fifo, live, demo,
                                                    max_epochs)
         live_spent = sum(row["epochs"] for row in live.values())
         live_best = max(max(dict(row["curve"]).values(), default=0.0) for row in live.values())
-        replay = replays[demo]
+        replay = replays[(concurrent, *demo)]
         print(f"\nlive ASHA: {live_spent} trial-epochs of {replay.epochs_total} "
               f"({live_spent / replay.epochs_total:.0%}), best {live_best:.4f}; its rung "
               f"decisions replayed on the fifo curves in the live arrival order: "
