@@ -147,19 +147,24 @@ def error_line(trial_path: str | Path | None, error: BaseException | None) -> st
 
 
 def _optuna_trials(experiment: Path) -> dict[str, tuple[str, int]]:
-    """Tune trial id → (Optuna state, Optuna number), from the experiment's study (if any)."""
-    database = experiment / "optuna.db"
-    if not database.is_file():
+    """Tune trial id → (Optuna state, Optuna number), from the experiment's study (if any):
+    SQLite `optuna.db`, or the database its `study.yaml` names (e.g. PostgreSQL)."""
+    from kp_platform.tune.storage import experiment_study, open_storage
+
+    location = experiment_study(experiment)
+    if location is None:
         return {}
     import optuna
 
-    storage = f"sqlite:///{database}"
+    try:
+        study = optuna.load_study(study_name=location.study_name,
+                                  storage=open_storage(location))
+    except KeyError:  # the driver died before it created the study
+        return {}
     states = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for trial in study.get_trials(deepcopy=False):
-            if "tune_trial_id" in trial.user_attrs:
-                states[trial.user_attrs["tune_trial_id"]] = (trial.state.name, trial.number)
+    for trial in study.get_trials(deepcopy=False):
+        if "tune_trial_id" in trial.user_attrs:
+            states[trial.user_attrs["tune_trial_id"]] = (trial.state.name, trial.number)
     return states
 
 
