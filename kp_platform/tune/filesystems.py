@@ -38,10 +38,12 @@ def filesystem_type(path: str | Path, mounts_text: str | None = None) -> str | N
             mounts_text = MOUNTS.read_text()
         except OSError:
             return None  # not Linux: nothing to go by
-    target = Path(path).absolute()
+    # Symlinks resolved on the part that exists; the rest (not created yet) kept as written.
+    target, tail = Path(path).absolute(), []
     while not target.exists() and target != target.parent:
+        tail.insert(0, target.name)
         target = target.parent
-    resolved = str(target.resolve())
+    resolved = str(target.resolve().joinpath(*tail))
     best: tuple[int, str] | None = None
     for line in mounts_text.splitlines():
         fields = line.split()

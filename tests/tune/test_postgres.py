@@ -7,13 +7,9 @@ sweep B in this process; both get the password only through an environment varia
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -21,8 +17,8 @@ import pytest
 
 from kp_platform.tune.storage import StudyLocation, driver_url, open_storage
 from tests.tune.conftest import space_data, write_space
+from tests.tune.processes import env_with_repo, fetch_studies, free_port, kp_command, stop
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD_ENV = "KP_TEST_PG_PASSWORD"
 
 
@@ -32,16 +28,6 @@ def _space(synth_data, root: Path, name: str, url: str) -> Path:
                       asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 1},
                       num_samples=2, max_concurrent=1)
     return write_space(root / f"{name}.yaml", data)
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ, **extra)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _kp(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "kp_platform.cli.main", *argv]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +41,8 @@ def two_sweeps(ray_session, postgres, synth_data, tmp_path_factory):
     os.environ[PASSWORD_ENV] = postgres.password
     try:
         driver_a = subprocess.Popen(
-            _kp("sweep", str(_space(synth_data, root, "pg_a", postgres.url))), cwd=root,
-            env=_env(RAY_ADDRESS=ray.get_runtime_context().gcs_address),
+            kp_command("sweep", str(_space(synth_data, root, "pg_a", postgres.url))), cwd=root,
+            env=env_with_repo(RAY_ADDRESS=ray.get_runtime_context().gcs_address),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         storage = open_storage(location)
         deadline = time.monotonic() + 180
@@ -121,11 +107,11 @@ def test_the_password_is_in_no_file_the_sweeps_wrote(two_sweeps):
 
 
 def test_the_study_opens_in_optuna_dashboard(two_sweeps, tmp_path):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
-        _kp("sweep", "dashboard", str(two_sweeps["root"] / "sweeps" / "pg_b"),
+        kp_command("sweep", "dashboard", str(two_sweeps["root"] / "sweeps" / "pg_b"),
             "--port", str(port)),
-        env=_env(**{PASSWORD_ENV: two_sweeps["server"].password}),
+        env=env_with_repo(**{PASSWORD_ENV: two_sweeps["server"].password}),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         studies = fetch_studies(port, server)
@@ -133,38 +119,3 @@ def test_the_study_opens_in_optuna_dashboard(two_sweeps, tmp_path):
         stop(server)
     names = {s["study_name"]: s for s in studies}
     assert {"pg_a", "pg_b"} <= set(names)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def fetch_studies(port: int, server: subprocess.Popen, timeout: float = 90) -> list[dict]:
-    """optuna-dashboard's study list (`GET /api/studies`), once the server answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies",
-                                        timeout=5) as reply:
-                return json.loads(reply.read())["study_summaries"]
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"the dashboard did not answer: {server.communicate()}")
-            time.sleep(0.3)
-
-
-def stop(server: subprocess.Popen) -> None:
-    """Stops the dashboard by its pid (SIGINT, as Ctrl-C), then kills it if it lingers."""
-    if server.poll() is None:
-        os.kill(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(server.pid, signal.SIGKILL)
-            server.wait()
-    server.communicate()
