@@ -6,6 +6,11 @@ Run from the repository root (one run gives every figure):
     .venv/bin/python benchmarks/bench_sweep_scale.py                     # 1000 trials, TPE
     .venv/bin/python benchmarks/bench_sweep_scale.py --trials 50          # smoke test
     .venv/bin/python benchmarks/bench_sweep_scale.py --sampler random --n-ei-candidates 24
+    .venv/bin/python benchmarks/bench_sweep_scale.py --samplers-on /tmp/kp-scale-*/sweeps/scale
+
+`--samplers-on DIR` times the next suggestion of each sampler setting (TPE at 24 and 8
+candidates, multivariate TPE, random, GP) on a copy of a finished run's study, in the same
+SQLite storage, so that the settings are compared on the same 1000 trials.
 
 Each trial reports a synthetic AP curve (a ceiling set by its sampled values, approached
 exponentially) at its evaluation epochs only, with a tiny checkpoint, as a real trial does; so
@@ -147,6 +152,53 @@ def suggest_ms(finished: int) -> float | None:
     return statistics.median(window) * 1000 if window else None
 
 
+SAMPLER_SETTINGS = [
+    ("tpe", 24, False), ("tpe", 8, False), ("tpe", 24, True), ("random", 24, False),
+    ("gp", 24, False),
+]
+
+
+def compare_samplers(experiment: Path, repeats: int = 5) -> None:
+    """Times one suggestion per sampler setting on a copy of a finished run's study."""
+    import shutil
+
+    import optuna
+
+    from kp_platform.tune.parameters import SpaceSampler
+    from kp_platform.tune.searcher import build_sampler
+    from kp_platform.tune.settings import SearchSettings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    root = Path(tempfile.mkdtemp(prefix="kp-samplers-"))
+    args = argparse.Namespace(sampler="tpe", n_ei_candidates=24, multivariate=False,
+                              trials=1, max_concurrent=1, checkpoint_period_s=1.0)
+    space = SpaceSampler(build_spec(args, root).parameters)
+    # The first setting is timed twice, the first time discarded: imports and SQLAlchemy's
+    # statement cache would otherwise count against it.
+    for sampler, candidates, multivariate in [SAMPLER_SETTINGS[0], *SAMPLER_SETTINGS]:
+        database = root / f"{sampler}-{candidates}-{multivariate}.db"
+        shutil.copy(experiment / "optuna.db", database)  # (the warm-up's copy is replaced)
+        study = optuna.load_study(study_name="scale", storage=f"sqlite:///{database}",
+                                  sampler=build_sampler(SearchSettings(
+                                      sampler=sampler, n_ei_candidates=candidates,
+                                      multivariate=multivariate, startup_trials=10)))
+        finished = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
+                                                optuna.trial.TrialState.PRUNED)))
+        times, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            trial = study.ask()
+            space(trial)
+            times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        # CPU time too: wall time on a shared machine includes waiting for the cores (and for
+        # SQLite's fsync).
+        print(f"{sampler} (n_ei_candidates {candidates}, multivariate {multivariate}) suggest "
+              f"at {finished} finished: {statistics.median(times) * 1000:.0f} ms wall, "
+              f"{statistics.median(cpu) * 1000:.0f} ms cpu (median of {repeats})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=1000)
@@ -156,7 +208,12 @@ def main() -> None:
     parser.add_argument("--max-concurrent", type=int, default=4)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--checkpoint-period-s", type=float, default=1.0)
+    parser.add_argument("--samplers-on", type=Path, default=None, metavar="DIR",
+                        help="only time each sampler setting on this finished run's study")
     args = parser.parse_args()
+    if args.samplers_on:
+        compare_samplers(args.samplers_on)
+        return
 
     global RSS_AT
     RSS_AT = (max(1, args.trials // 10), max(1, args.trials // 2), args.trials)

@@ -22,8 +22,10 @@ def build_sampler(search: SearchSettings) -> Any:
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     if search.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=search.seed,
-                                         n_startup_trials=search.startup_trials)
+        # Conditional parameters (`when:`) are sampled at random by the GP, which would warn
+        # about it at every suggestion.
+        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials,
+                                         warn_independent_sampling=False)
     with warnings.catch_warnings():
         # multivariate and group are "experimental" in Optuna 5, and say so on every build.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

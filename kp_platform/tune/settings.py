@@ -39,7 +39,8 @@ class SearchSettings:
     """Keep the SQLite study on a cluster or a network filesystem (SQLite's locking is unreliable
     there; only for a one-machine "cluster")."""
     sampler: str = "tpe"
-    """tpe (default), random, or gp (Gaussian process; needs torch, which the project has)."""
+    """tpe (default), random, or gp (Gaussian process: seconds per suggestion, see
+    benchmarks/RESULTS.md; conditional parameters are sampled at random)."""
     n_ei_candidates: int = 24
     """TPE: candidates drawn per suggestion (Optuna's default); the cost of a suggestion grows
     with it."""
