@@ -226,8 +226,9 @@ def main() -> None:
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = format(spec.snapshot_period(), "g")
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray_temp = tempfile.mkdtemp(prefix="kpray-")
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
-             object_store_memory=300 * 2**20, _temp_dir=tempfile.mkdtemp(prefix="kpray-"))
+             object_store_memory=300 * 2**20, _temp_dir=ray_temp)
     time_snapshots()
     spec.experiment_dir.mkdir(parents=True)  # where the SQLite study goes, as in run_sweep
     search = build_searcher(spec)
@@ -289,6 +290,10 @@ def main() -> None:
     print(f"driver cpu per trial: {cpu / n * 1000:.0f} ms; driver rss growth {low}->{high} "
           f"trials: {growth:.0f} MB; {args.sampler} suggest at {n}: {at_end:.0f} ms")
     ray.shutdown()
+    import shutil
+
+    shutil.rmtree(ray_temp, ignore_errors=True)
+    print(f"experiment (for --samplers-on): {spec.experiment_dir}", file=sys.stderr)
 
 
 if __name__ == "__main__":
