@@ -68,7 +68,10 @@ def _report_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kp sweep report", description="Print one row per trial of a sweep: id, status "
         "(completed, stopped (ASHA), errored), sampled values, best val/map and epochs, and "
-        "the Optuna study's verdict; draw val/map against epoch per trial as a PNG.")
+        "the Optuna study's verdict; then the sweep's best against its base-config trial, "
+        "ASHA's rungs (who stopped where, each rung's cut-off) and the parameter importances "
+        "(fANOVA). Writes DIR/val_map.png (val/map against epoch, coloured by how each trial "
+        "ended) and DIR/importances.png, and ends with where everything is.")
     parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="where to write the plot (default: DIR/val_map.png)")
@@ -119,12 +122,20 @@ def _sweep(args: argparse.Namespace) -> int:
     errored = [r for r in results if r.error is not None]
     print(f"experiment: {spec.experiment_dir}")
     print(f"trials: {len(results)} ({len(errored)} errored)")
-    best = register_best(spec, results)
+    report = None
+    if not spec.remote_storage:  # the report reads the local experiment folder
+        from kp_platform.tune.report import format_base_vs_best, make_report
+
+        report = make_report(spec.experiment_dir, metric=spec.metric)
+        print(format_base_vs_best(report.rows, spec.metric))
+        print(f"plots: {', '.join(str(p) for p in report.plots)}")
+    best = register_best(spec, results, plots=report.plots if report else [])
     if best is None:
         print(f"no trial reported {spec.metric} with a checkpoint: nothing registered")
     else:
-        print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
-              f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
+        print(f"registered: trial {best['trial_id']}'s best checkpoint ({spec.metric} "
+              f"{best[spec.metric]:.4f}) as {best['checkpoint']}, wandb artifact "
+              f"{best['artifact']}:best")
     print(f"report: kp sweep report {spec.experiment_dir}")
     return _report_failures(errored) if errored or best is None else 0
 
@@ -143,19 +154,37 @@ def _report_failures(errored: list) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from kp_platform.tune.report import make_report, write_summary
+
+    report = make_report(args.experiment, args.plot)
+    print(report.text)
+    print()
+    print(where_everything_is(args.experiment, report.plots))
+    if args.json:
+        write_summary(report.rows, args.json)
+    return 0
+
+
+def where_everything_is(experiment: str, plots: list) -> str:
+    """The closing lines of a report: where the sweep's outputs are and how to open them."""
     from pathlib import Path
 
-    from kp_platform.tune.plot import plot_curves
-    from kp_platform.tune.report import collect_trials, format_table, write_summary
+    from kp_platform.tune.registry import BEST_DIR
 
-    rows = collect_trials(args.experiment)
-    print(format_table(rows))
-    plot = Path(args.plot) if args.plot else Path(args.experiment) / "val_map.png"
-    plot_curves([(row.trial_id, row.curve) for row in rows], plot)
-    print(f"plot: {plot}")
-    if args.json:
-        write_summary(rows, args.json)
-    return 0
+    folder = Path(experiment)
+    best = folder / BEST_DIR
+    lines = [f"experiment:      {folder}"]
+    if (best / "best.ckpt").is_file():
+        lines.append(f"best checkpoint: {best / 'best.ckpt'} (its trial and score: "
+                     f"{best / 'best.json'})")
+    for path in sorted(best.glob("*metrics*.json")):
+        lines.append(f"evaluation:      {path}")
+    lines += [f"plots:           {', '.join(str(p) for p in plots)}",
+              f"wandb:           offline runs under {folder}; upload them with "
+              f"`kp sweep sync {folder}`",
+              f"optuna study:    `kp sweep dashboard {folder}` (optuna-dashboard, "
+              "127.0.0.1 only)"]
+    return "\n".join(lines)
 
 
 def _sync(args: argparse.Namespace) -> int:

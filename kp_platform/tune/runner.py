@@ -213,11 +213,15 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
 
 def build_scheduler(spec: SweepSpec) -> Any:
     """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from kp_platform.tune.rungs import RUNGS_FILE, RecordingASHA
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return RecordingASHA(
+        # The report reads the live decisions back (which trial stopped at which cut-off).
+        log_path=None if spec.remote_storage else spec.experiment_dir / RUNGS_FILE,
         time_attr="epoch",
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
@@ -229,13 +233,15 @@ def build_searcher(spec: SweepSpec) -> Any:
     """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
     from kp_platform.tune.searcher import PrunedAwareOptunaSearch, build_sampler
 
+    points = spec.points_to_evaluate()
     return PrunedAwareOptunaSearch(
         # Only ASHA stops trials early: under FIFO a trial that ends is complete.
         max_epochs=spec.asha.max_epochs if spec.scheduler == "asha" else None,
         space=SpaceSampler(spec.parameters),
         metric=spec.metric,
         mode=spec.mode,
-        points_to_evaluate=spec.points_to_evaluate() or None,
+        points_to_evaluate=points or None,
+        base_point=points[0] if spec.search.evaluate_base else None,
         sampler=build_sampler(spec.search),
         study_name=spec.name,
         # The password (if any) is read per connection: never part of what Tune pickles.

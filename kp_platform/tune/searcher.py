@@ -48,11 +48,16 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         max_epochs: A trial that reports this many epochs completed normally; one that ended
             before was stopped by ASHA. None (FIFO, which stops nothing): every trial that ends
             without an error is complete, with its last reported value.
+        base_point: The base config's values, when the sweep evaluates them first: that trial
+            gets the user attribute `base_config`, so the report can compare the sweep's best
+            with its starting point.
         **kwargs: As for `OptunaSearch`.
     """
 
-    def __init__(self, *, max_epochs: int | None, **kwargs: Any) -> None:
+    def __init__(self, *, max_epochs: int | None, base_point: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         self.max_epochs = max_epochs
+        self._base_point = base_point
         self._reported: dict[str, set[int]] = {}
         super().__init__(**kwargs)
 
@@ -61,6 +66,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         if trial_id in self._ot_trials:
             # Lets the report (and anyone reading the study) join Optuna and Tune trials.
             self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+            if self._base_point is not None and config == self._base_point:
+                self._ot_trials[trial_id].set_user_attr("base_config", True)
+                self._base_point = None  # one base trial, even if a later point repeats it
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
