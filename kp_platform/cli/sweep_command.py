@@ -1,4 +1,5 @@
-"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`."""
+"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`,
+`kp sweep dashboard DIR [--port N]`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ SWEEP_HELP = (
     "trials on the AP evaluations, every trial is a wandb run (job type 'trial', grouped by "
     "sweep), and the best checkpoint is registered as the wandb artifact <sweep>-best. "
     "Forms: 'kp sweep SPACE.yaml [key=value ...] [--resume]', 'kp sweep report DIR', "
-    "'kp sweep sync DIR' (each with --help)."
+    "'kp sweep sync DIR', 'kp sweep dashboard DIR [--port N]' (each with --help)."
 )
 
 
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sweep", help="run, report on and sync a sweep",
                                    description=SWEEP_HELP)
-    parser.add_argument("target", metavar="SPACE.yaml|report|sync", nargs="?")
+    parser.add_argument("target", metavar="SPACE.yaml|report|sync|dashboard", nargs="?")
     # Everything else goes to the form's own parser, which gives each form its own --help.
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return _report(_report_parser().parse_args(args.rest))
     if args.target == "sync":
         return _sync(_sync_parser().parse_args(args.rest))
+    if args.target == "dashboard":
+        return _dashboard(_dashboard_parser().parse_args(args.rest))
     return _sweep(_sweep_parser().parse_args([args.target, *args.rest]))
 
 
@@ -86,6 +89,25 @@ def _sync_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="list the runs that would be synced, and stop")
     return parser
+
+
+def _dashboard_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kp sweep dashboard", description="Serve optuna-dashboard (a live view of the "
+        "study: history, parameter importances, intermediate values) on the sweep's study, "
+        "SQLite or PostgreSQL, bound to 127.0.0.1 only; reach it from another machine through "
+        "an SSH tunnel (ssh -N -L PORT:127.0.0.1:PORT HOST). Runs until Ctrl-C.")
+    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="the loopback port to listen on (default 8080)")
+    return parser
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from kp_platform.tune.dashboard import serve_dashboard
+
+    serve_dashboard(args.experiment, args.port)
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -160,7 +182,8 @@ def where_everything_is(experiment: str, plots: list) -> str:
     lines += [f"plots:           {', '.join(str(p) for p in plots)}",
               f"wandb:           offline runs under {folder}; upload them with "
               f"`kp sweep sync {folder}`",
-              f"optuna study:    optuna-dashboard sqlite:///{folder / 'optuna.db'}"]
+              f"optuna study:    `kp sweep dashboard {folder}` (optuna-dashboard, "
+              "127.0.0.1 only)"]
     return "\n".join(lines)
 
 

@@ -155,19 +155,24 @@ def error_line(trial_path: str | Path | None, error: BaseException | None) -> st
 
 
 def optuna_trials_by_tune_id(experiment: Path) -> dict[str, Any]:
-    """Tune trial id → Optuna's FrozenTrial, from the experiment's study (empty if none)."""
-    database = experiment / "optuna.db"
-    if not database.is_file():
+    """Tune trial id → Optuna's FrozenTrial, from the experiment's study (empty if none):
+    SQLite `optuna.db`, or the database its `study.yaml` names (e.g. PostgreSQL)."""
+    from kp_platform.tune.storage import experiment_study, open_storage
+
+    location = experiment_study(experiment)
+    if location is None:
         return {}
     import optuna
 
-    storage = f"sqlite:///{database}"
+    try:
+        study = optuna.load_study(study_name=location.study_name,
+                                  storage=open_storage(location))
+    except KeyError:  # the driver died before it created the study
+        return {}
     trials = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for trial in study.get_trials(deepcopy=False):
-            if "tune_trial_id" in trial.user_attrs:
-                trials[trial.user_attrs["tune_trial_id"]] = trial
+    for trial in study.get_trials(deepcopy=False):
+        if "tune_trial_id" in trial.user_attrs:
+            trials[trial.user_attrs["tune_trial_id"]] = trial
     return trials
 
 

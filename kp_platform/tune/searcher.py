@@ -6,6 +6,35 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from kp_platform.tune.settings import SearchSettings
+
+
+def build_sampler(search: SearchSettings) -> Any:
+    """Optuna's sampler from `search.sampler` (seeded): TPE, random, or a Gaussian process.
+
+    TPE's cost per suggestion grows with the finished trials and with `n_ei_candidates`
+    (measured in benchmarks/RESULTS.md); `random` costs nothing and learns nothing.
+    """
+    import warnings
+
+    import optuna
+
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.sampler == "gp":
+        # Conditional parameters (`when:`) are sampled at random by the GP, which would warn
+        # about it at every suggestion.
+        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials,
+                                         warn_independent_sampling=False)
+    with warnings.catch_warnings():
+        # multivariate and group are "experimental" in Optuna 5, and say so on every build.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=search.seed, n_startup_trials=search.startup_trials,
+            n_ei_candidates=search.n_ei_candidates, multivariate=search.multivariate,
+            # Conditional parameters (`when:`) need grouping for a joint model.
+            group=search.multivariate)
+
 
 class PrunedAwareOptunaSearch(OptunaSearch):
     """Records trials stopped before `max_epochs` as PRUNED, with their intermediate values.

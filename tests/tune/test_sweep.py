@@ -203,7 +203,8 @@ def test_report_command(sweep, run_kp, tmp_path):
         assert f"trial {row.trial_id} stopped at epoch 2: val/map 0.0000 < cut-off" in out
     # the closing lines say where everything is
     assert f"best checkpoint: {sweep['dir'] / 'best' / 'best.ckpt'}" in out
-    assert f"kp sweep sync {sweep['dir']}" in out and "optuna-dashboard" in out
+    assert f"kp sweep sync {sweep['dir']}" in out
+    assert f"kp sweep dashboard {sweep['dir']}" in out
 
 
 def test_sync(sweep, run_kp, tmp_path, monkeypatch):
