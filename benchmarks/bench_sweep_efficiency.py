@@ -48,7 +48,12 @@ def main() -> int:
                         help="base config overrides for every trial, e.g. data.input_size=[64,64]")
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the experiments here (default: a temporary folder)")
+    parser.add_argument("--replay-only", action="store_true",
+                        help="train nothing: replay on the experiments an earlier run kept in "
+                        "--out (e.g. to try other rung settings)")
     args = parser.parse_args()
+    if args.replay_only and args.out is None:
+        parser.error("--replay-only needs --out")
 
     from kp_platform.tune.rungs import replay_asha
 
@@ -60,11 +65,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kp-sweep-eff-") as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
-        points = draw_configurations(space, args.configs, args.seed, args.set, args.data)
-        print(f"{len(points)} configurations from {SPACE.name} (seed {args.seed}), "
+        points = ([] if args.replay_only else
+                  draw_configurations(space, args.configs, args.seed, args.set, args.data))
+        print(f"{len(points) or 'the kept'} configurations from {SPACE.name} (seed {args.seed}), "
               f"{max_epochs} epochs each, AP every {eval_every}, {concurrent} at a time")
         started = time.perf_counter()
-        fifo = run(space, points, "fifo", out, max_epochs, args.set, args.data)
+        fifo = (read_trials(out / "eff-fifo") if args.replay_only
+                else run(space, points, "fifo", out, max_epochs, args.set, args.data))
         fifo_s = time.perf_counter() - started
         curves = {tid: dict(row["curve"]) for tid, row in fifo.items()}
         order = list(fifo)
@@ -93,7 +100,8 @@ def main() -> int:
                       f"{replay.epochs_spent:>4} / {replay.epochs_total:<6}  "
                       f"{replay.fraction:8.0%}  {replay.best:9.4f}  {replay.regret:+.4f}{mark}")
 
-        live = run(space, points, "asha", out, max_epochs, args.set, args.data)
+        live = (read_trials(out / "eff-asha") if args.replay_only
+                else run(space, points, "asha", out, max_epochs, args.set, args.data))
         agree, checked = check_live_against_replay(out / "eff-asha", fifo, live, demo,
                                                    max_epochs)
         live_spent = sum(row["epochs"] for row in live.values())
@@ -155,7 +163,6 @@ def run(space: dict[str, Any], points: list[dict[str, Any]], scheduler: str, out
         max_epochs: int, overrides: list[str], data: Path) -> dict[str, dict[str, Any]]:
     """Runs the list under `scheduler`; returns trial id → curve, epochs, speed, list label."""
     from kp_platform.tune import load_space
-    from kp_platform.tune.report import collect_trials
     from kp_platform.tune.runner import run_sweep
 
     name = f"eff-{scheduler}"
@@ -167,11 +174,17 @@ def run(space: dict[str, Any], points: list[dict[str, Any]], scheduler: str, out
     spec = load_space(path, [*overrides, "logging.wandb.mode=disabled"])
     print(f"\nrunning the list with {scheduler} ...", flush=True)
     run_sweep(spec)
-    rows = collect_trials(spec.experiment_dir)
+    return read_trials(spec.experiment_dir)
+
+
+def read_trials(experiment: Path) -> dict[str, dict[str, Any]]:
+    """Trial id → curve, epochs, seconds per epoch, values and `#i` (its place in the list)."""
+    from kp_platform.tune.report import collect_trials
+
     trials = {}
-    for index, row in enumerate(rows):  # suggestion order = the list's order
+    for index, row in enumerate(collect_trials(experiment)):  # suggestion order = list order
         results = [json.loads(line) for line in
-                   (spec.experiment_dir / f"trial_{row.trial_id}" / "result.json")
+                   (experiment / f"trial_{row.trial_id}" / "result.json")
                    .read_text().splitlines() if line.strip()]
         seconds = results[-1]["time_total_s"] / max(row.epochs, 1) if results else 0.0
         trials[row.trial_id] = {"curve": row.curve, "epochs": row.epochs, "label": f"#{index}",

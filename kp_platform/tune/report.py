@@ -45,7 +45,8 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
     from ray.tune import ExperimentAnalysis
 
     try:
-        analysis = ExperimentAnalysis(str(experiment))
+        # Absolute: Ray 2.60 reads a relative path as a URI without a scheme and refuses it.
+        analysis = ExperimentAnalysis(str(Path(experiment).resolve()))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None

@@ -183,8 +183,10 @@ def test_live_rung_decisions_are_recorded_with_the_cutoff_ray_used(sweep):
     assert stopped == {tid for tid, r in rows.items() if r.status == "stopped (ASHA)"}
 
 
-def test_report_command(sweep, run_kp, tmp_path):
-    code, out, err = run_kp("sweep", "report", sweep["dir"], "--json", tmp_path / "r.json")
+def test_report_command(sweep, run_kp, tmp_path, monkeypatch):
+    monkeypatch.chdir(sweep["dir"].parent)  # a relative folder, as `make demo` passes it
+    code, out, err = run_kp("sweep", "report", sweep["dir"].name, "--json",
+                            tmp_path / "r.json")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["trial", "status"] and "best val/map" in lines[0]
@@ -202,9 +204,8 @@ def test_report_command(sweep, run_kp, tmp_path):
     for row in stopped:
         assert f"trial {row.trial_id} stopped at epoch 2: val/map 0.0000 < cut-off" in out
     # the closing lines say where everything is
-    assert f"best checkpoint: {sweep['dir'] / 'best' / 'best.ckpt'}" in out
-    assert f"kp sweep sync {sweep['dir']}" in out
-    assert f"kp sweep dashboard {sweep['dir']}" in out
+    assert f"best checkpoint: {Path('main') / 'best' / 'best.ckpt'}" in out
+    assert "kp sweep sync main" in out and "kp sweep dashboard main" in out
 
 
 def test_sync(sweep, run_kp, tmp_path, monkeypatch):
