@@ -102,15 +102,26 @@ class KeypointModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
-        if not torch.isfinite(loss):
+        from kp_platform.training.distributed import all_ranks_finite
+
+        # Every rank agrees before raising: one rank raising alone leaves the others hanging.
+        if not all_ranks_finite(loss, self._trainer):
             raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}"
+                f"training loss is not finite at epoch {self.current_epoch} "
+                f"(this process: {loss.item()})"
             )
         self._log_losses("train", loss, per_channel, len(batch["image"]))
         return loss
 
     def on_train_epoch_end(self) -> None:
         self.epochs_trained = self.current_epoch + 1
+
+    def on_validation_epoch_start(self) -> None:
+        # Imported here: kp_platform.training imports this module.
+        from kp_platform.training.distributed import share_rank_zero_buffers
+
+        # Several processes: evaluate rank 0's model (the one checkpoints hold) on every rank.
+        share_rank_zero_buffers(self, self._trainer)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"])
@@ -124,6 +135,9 @@ class KeypointModule(pl.LightningModule):
                 detections.valid,
                 batch["gt_xy"],
                 batch["gt_mask"],
+                # Dataset indices: gathered across ranks, they restore the one-process image
+                # order, which breaks score ties.
+                image_ids=batch.get("index"),
             )
 
     def on_validation_epoch_end(self) -> None:
@@ -137,10 +151,11 @@ class KeypointModule(pl.LightningModule):
         self.force_evaluation = False
         for name, per_threshold in metrics["ap"].items():
             for key, value in per_threshold.items():
-                self.log(f"val/ap/{name}/{key}", value)
+                self.log(f"val/ap/{name}/{key}", value, sync_dist=True)
         for key, value in metrics["mean_ap"].items():
-            self.log(f"val/mean_ap/{key}", value)
-        self.log("val/map", metrics["map"], prog_bar=True)
+            self.log(f"val/mean_ap/{key}", value, sync_dist=True)
+        # Equal on every rank (gathered state); sync_dist averages equal numbers: no change.
+        self.log("val/map", metrics["map"], prog_bar=True, sync_dist=True)
 
     @property
     def evaluating(self) -> bool:
@@ -162,10 +177,14 @@ class KeypointModule(pl.LightningModule):
             on_step=on_step,
             on_epoch=True,
             batch_size=batch_size,
+            # Averaged over ranks: the LR plateau and early stopping watch val/loss, and ranks
+            # that saw different numbers would decide differently.
+            sync_dist=True,
         )
         for name, value in zip(self.channel_names, per_channel, strict=True):
             self.log(
-                f"{stage}/loss/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size
+                f"{stage}/loss/{name}", value, on_step=False, on_epoch=True,
+                batch_size=batch_size, sync_dist=True,
             )
 
     def configure_optimizers(self) -> Any:

@@ -25,6 +25,7 @@ from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
+from kp_platform.training.distributed import build_strategy
 from kp_platform.training.freeze import FreezeBatchNormStats, FreezeEncoder
 from kp_platform.training.visualize import PredictionImages
 from kp_platform.training.wandb_logging import (
@@ -113,6 +114,8 @@ def train(
         max_epochs=config.trainer.max_epochs,
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
+        # Several devices: DDP with rank 0 in this process (training/distributed.py says why).
+        strategy=build_strategy(config.trainer.devices, config.trainer.accelerator),
         precision=config.trainer.precision,
         callbacks=callbacks,
         logger=loggers,
