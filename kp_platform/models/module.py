@@ -106,9 +106,10 @@ class KeypointModule(pl.LightningModule):
 
         # Every rank agrees before raising: one rank raising alone leaves the others hanging.
         if not all_ranks_finite(loss, self._trainer):
+            where = "" if not torch.isfinite(loss) else " on another process"
+            value = loss.item() if not torch.isfinite(loss) else "not finite"
             raise FloatingPointError(
-                f"training loss is not finite at epoch {self.current_epoch} "
-                f"(this process: {loss.item()})"
+                f"training loss is {value}{where} at epoch {self.current_epoch}"
             )
         self._log_losses("train", loss, per_channel, len(batch["image"]))
         return loss
