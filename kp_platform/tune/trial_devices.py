@@ -69,9 +69,8 @@ def check_trial_devices(spec: SweepSpec) -> None:
             raise InputError(f"base config: trainer.devices is {devices} but resources.gpu gives "
                              f"each trial {int(gpus)} GPU(s); leave trainer.devices at auto",
                              source)
-        if trainer.accelerator == "cpu":
-            raise InputError("base config: trainer.accelerator is cpu but resources.gpu asks "
-                             "for GPUs", source)
+        # trainer.accelerator: cpu stays allowed: trials that only hold GPUs (benchmarks and
+        # tests simulate packing that way).
         return
     if devices is not None and devices > 1:
         if gpus > 0:

@@ -111,7 +111,6 @@ def test_an_unknown_gpu_type_is_refused_and_a_known_one_accepted(ray_session, sy
      "resources.gpu: a trial on several GPUs takes whole GPUs, got 1.5"),
     ({"cpu": 1, "gpu": 2}, {"trainer.accelerator": "auto", "trainer.devices": 4},
      "trainer.devices is 4 but resources.gpu gives each trial 2 GPU(s)"),
-    ({"cpu": 1, "gpu": 2}, {}, "trainer.accelerator is cpu but resources.gpu asks for GPUs"),
     ({"cpu": 1, "gpu": 0}, {"trainer.devices": 2},
      "resources.cpu is 1 but each trial runs 2 CPU processes"),
     ({"cpu": 1, "gpu": 0.5}, {"trainer.devices": 2, "trainer.accelerator": "auto"},
