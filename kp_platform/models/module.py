@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
+from torchmetrics.aggregation import MeanMetric
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
@@ -45,6 +46,12 @@ class KeypointModule(pl.LightningModule):
         self.metric = KeypointAP(
             self.channel_names, self.cfg.eval.thresholds, self.cfg.eval.matching
         )
+        # Validation losses as metrics (a weighted sum and its weight, summed across ranks): under
+        # DDP ranks may run different numbers of batches, and Lightning's `sync_dist` average
+        # then weighs them wrongly (measured: 5/4 of the one-process loss with 4 + 1 images).
+        # The LR plateau and early stopping watch val/loss, so every rank must see the same.
+        self.val_losses = torch.nn.ModuleList(
+            MeanMetric(nan_strategy="disable") for _ in range(1 + len(self.channel_names)))
         self._target_buffer: Tensor | None = None
         self.force_evaluation = False
         """Set by `train()` to evaluate once more after early stopping ended a run."""
@@ -127,7 +134,7 @@ class KeypointModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
-        self._log_losses("val", loss, per_channel, len(batch["image"]))
+        self._log_val_losses(loss, per_channel, len(batch["image"]))
         if self.evaluating:
             detections = self.decode(logits).to_original(batch["affine"])
             self.metric.update(
@@ -178,8 +185,8 @@ class KeypointModule(pl.LightningModule):
             on_step=on_step,
             on_epoch=True,
             batch_size=batch_size,
-            # Averaged over ranks: the LR plateau and early stopping watch val/loss, and ranks
-            # that saw different numbers would decide differently.
+            # Averaged over ranks (training ranks run equally many batches: Lightning's sampler
+            # evens them out).
             sync_dist=True,
         )
         for name, value in zip(self.channel_names, per_channel, strict=True):
@@ -187,6 +194,15 @@ class KeypointModule(pl.LightningModule):
                 f"{stage}/loss/{name}", value, on_step=False, on_epoch=True,
                 batch_size=batch_size, sync_dist=True,
             )
+
+    def _log_val_losses(self, loss: Tensor, per_channel: Tensor, batch_size: int) -> None:
+        names = ["val/loss", *(f"val/loss/{name}" for name in self.channel_names)]
+        for metric, name, value in zip(self.val_losses, names, [loss, *per_channel],
+                                       strict=True):
+            metric.update(value.detach().float(), weight=batch_size)
+            # Lightning computes (synchronised) and resets the metric at the epoch's end.
+            self.log(name, metric, on_step=False, on_epoch=True, batch_size=batch_size,
+                     prog_bar=name == "val/loss")
 
     def configure_optimizers(self) -> Any:
         optim = self.cfg.optim

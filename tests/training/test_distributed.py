@@ -116,3 +116,22 @@ def test_more_processes_than_images_is_refused(ddp_run, tied_val):
 
     with pytest.raises(InputError, match="5 validation images make 2 batch"):
         evaluate_checkpoint(ddp_run.last_checkpoint, tied_val, accelerator="cpu", devices=6)
+
+
+def test_validation_loss_is_averaged_over_ranks(ddp_run):
+    # The LR plateau and early stopping watch val/loss: logged, it must be the loss over all 5
+    # images (rank 0 alone saw 4 of them), as one process computes it.
+    import csv
+
+    from kp_platform.config import load_config
+    from kp_platform.data.datamodule import KeypointDataModule
+    from kp_platform.inference import load_module
+
+    rows = list(csv.DictReader((ddp_run.run_dir / "logs" / "version_0" / "metrics.csv").open()))
+    logged = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
+    config = load_config(ddp_run.run_dir / "config.yaml")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    alone = trainer.validate(load_module(ddp_run.last_checkpoint),
+                             datamodule=KeypointDataModule(config.data), verbose=False)
+    assert logged[-1] == pytest.approx(alone[0]["val/loss"], rel=1e-5)

@@ -130,3 +130,9 @@ def test_whole_gpus_set_the_trial_devices(tmp_path):
     spec = load_space(write_space(tmp_path / "space.yaml", data))
     assert trial_base(spec).trainer.devices == 2
     assert spec.base.trainer.devices == "auto"  # the spec itself is left as written
+
+
+def test_a_gpu_type_needs_gpus(tmp_path):
+    data = space_data(None, tmp_path / "sweeps", resources={"cpu": 1, "accelerator_type": "A100"})
+    with pytest.raises(InputError, match=r"resources.accelerator_type needs resources.gpu > 0"):
+        load_space(write_space(tmp_path / "space.yaml", data))
