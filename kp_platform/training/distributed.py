@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from lightning_fabric.plugins.environments.lightning import find_free_network_port
 from lightning_fabric.strategies.launchers.multiprocessing import (
     _disable_module_memory_sharing,
     _GlobalStateSnapshot,
@@ -58,7 +59,12 @@ class InProcessRankZeroLauncher(_Launcher):
         """Runs `function` on every rank; returns rank 0's result (this process's)."""
         strategy = self._strategy
         assert strategy.cluster_environment is not None
-        os.environ["MASTER_PORT"] = str(strategy.cluster_environment.main_port)
+        # A fresh port per launch: a second launch from this process (the evaluation after early
+        # stopping) must not meet the first one's store, which may still hold its port.
+        port = find_free_network_port()
+        os.environ["MASTER_PORT"] = str(port)
+        if hasattr(strategy.cluster_environment, "_main_port"):
+            strategy.cluster_environment._main_port = port
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         # The children start from this process's random state, as ddp_spawn's do.
         states = _GlobalStateSnapshot.capture()
@@ -76,11 +82,12 @@ class InProcessRankZeroLauncher(_Launcher):
                 pass
             return result
         except BaseException:
+            # Ranks that fail together (a NaN) are leaving already; end the others.
             for process in children.processes:
+                process.join(timeout=5)
                 if process.is_alive():
                     process.terminate()
-            for process in children.processes:
-                process.join(timeout=10)
+                    process.join(timeout=10)
             raise
         finally:
             if previous is None:
@@ -110,7 +117,12 @@ def _run_rank(child_index: int, launcher: InProcessRankZeroLauncher, function: C
     # float result can depend on its thread count, and every rank must compute as one process
     # would. (CPU DDP is for checking and small jobs; it oversubscribes the cores.)
     torch.set_num_threads(threads)
-    function(*args, **kwargs)
+    try:
+        function(*args, **kwargs)
+    except FloatingPointError:
+        # A NaN loss: every rank raises it together (`all_ranks_finite`) and rank 0 reports
+        # it in one line; this rank leaves quietly, without a second traceback.
+        os._exit(1)
 
 
 def _fresh_metrics(module: torch.nn.Module) -> torch.nn.Module:

@@ -135,3 +135,26 @@ def test_validation_loss_is_averaged_over_ranks(ddp_run):
     alone = trainer.validate(load_module(ddp_run.last_checkpoint),
                              datamodule=KeypointDataModule(config.data), verbose=False)
     assert logged[-1] == pytest.approx(alone[0]["val/loss"], rel=1e-5)
+
+
+class StopAfterFirstEpoch(pl.Callback):
+    """Ends fit after epoch 0 on every rank, as early stopping would, before any evaluation."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        trainer.should_stop = True
+
+
+def test_evaluation_after_early_stopping_under_ddp(synth_data, tied_val, tmp_path):
+    # eval_every=2: epoch 0 has no AP, so train() validates once more after fit, in this one
+    # process (a second DDP launch from it hung at the rendezvous).
+    config = tiny_config({**synth_data, "val": tied_val}, tmp_path, "trainer.devices=2",
+                         "trainer.max_epochs=3", "eval.eval_every=2",
+                         "logging.wandb.mode=disabled", "data.batch_size=4")
+    result = train(config, [StopAfterFirstEpoch()])
+    assert result.metrics["epochs"] == 1
+    last = result.metrics["last"]
+    alone = evaluate_checkpoint(result.last_checkpoint, tied_val, accelerator="cpu")
+    assert last is not None and last["num_images"] == 5
+    assert last["num_gt"] == alone["num_gt"]
+    for name, per_threshold in alone["ap"].items():
+        assert last["ap"][name] == pytest.approx(per_threshold, abs=1e-9)
