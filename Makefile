@@ -29,16 +29,20 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-DEMO_RUN := demo_runs/demo
+DEMO_SWEEP := sweeps/demo
 
+# The main job on the bundled default: generate and check the demo data, sweep (Optuna TPE,
+# ASHA, a wandb run per trial, the best checkpoint registered as demo-best), evaluate that
+# checkpoint on the held-out real-domain images, then the report and where everything is.
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
 	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
 	$(BIN)/kp data check $(DEMO_DIR)/real/annotations.json --channels configs/channels/demo.yaml
-	rm -rf $(DEMO_RUN)
-	$(BIN)/kp train configs/demo.yaml trainer.run_root=demo_runs trainer.name=demo
-	$(BIN)/kp eval --checkpoint $(DEMO_RUN)/checkpoints/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_RUN)/real_metrics.json
+	rm -rf $(DEMO_SWEEP)
+	$(BIN)/kp sweep search_spaces/demo.yaml
+	$(BIN)/kp eval --checkpoint $(DEMO_SWEEP)/best/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_SWEEP)/best/real_metrics.json
+	$(BIN)/kp sweep report $(DEMO_SWEEP)
 
 test: install-test
 	$(BIN)/python -m pytest -q
@@ -47,4 +51,4 @@ lint: install-test
 	$(BIN)/ruff check kp_platform tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) demo_runs .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) demo_runs sweeps .pytest_cache

@@ -1,4 +1,5 @@
-"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`."""
+"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`,
+`kp sweep dashboard DIR [--port N]`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ SWEEP_HELP = (
     "trials on the AP evaluations, every trial is a wandb run (job type 'trial', grouped by "
     "sweep), and the best checkpoint is registered as the wandb artifact <sweep>-best. "
     "Forms: 'kp sweep SPACE.yaml [key=value ...] [--resume]', 'kp sweep report DIR', "
-    "'kp sweep sync DIR' (each with --help)."
+    "'kp sweep sync DIR', 'kp sweep dashboard DIR [--port N]' (each with --help)."
 )
 
 
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sweep", help="run, report on and sync a sweep",
                                    description=SWEEP_HELP)
-    parser.add_argument("target", metavar="SPACE.yaml|report|sync", nargs="?")
+    parser.add_argument("target", metavar="SPACE.yaml|report|sync|dashboard", nargs="?")
     # Everything else goes to the form's own parser, which gives each form its own --help.
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return _report(_report_parser().parse_args(args.rest))
     if args.target == "sync":
         return _sync(_sync_parser().parse_args(args.rest))
+    if args.target == "dashboard":
+        return _dashboard(_dashboard_parser().parse_args(args.rest))
     return _sweep(_sweep_parser().parse_args([args.target, *args.rest]))
 
 
@@ -65,7 +68,10 @@ def _report_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="kp sweep report", description="Print one row per trial of a sweep: id, status "
         "(completed, stopped (ASHA), errored), sampled values, best val/map and epochs, and "
-        "the Optuna study's verdict; draw val/map against epoch per trial as a PNG.")
+        "the Optuna study's verdict; then the sweep's best against its base-config trial, "
+        "ASHA's rungs (who stopped where, each rung's cut-off) and the parameter importances "
+        "(fANOVA). Writes DIR/val_map.png (val/map against epoch, coloured by how each trial "
+        "ended) and DIR/importances.png, and ends with where everything is.")
     parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="where to write the plot (default: DIR/val_map.png)")
@@ -85,6 +91,25 @@ def _sync_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dashboard_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="kp sweep dashboard", description="Serve optuna-dashboard (a live view of the "
+        "study: history, parameter importances, intermediate values) on the sweep's study, "
+        "SQLite or PostgreSQL, bound to 127.0.0.1 only; reach it from another machine through "
+        "an SSH tunnel (ssh -N -L PORT:127.0.0.1:PORT HOST). Runs until Ctrl-C.")
+    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="the loopback port to listen on (default 8080)")
+    return parser
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from kp_platform.tune.dashboard import serve_dashboard
+
+    serve_dashboard(args.experiment, args.port)
+    return 0
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from kp_platform.tune import load_space
     from kp_platform.tune.runner import run_sweep
@@ -97,12 +122,20 @@ def _sweep(args: argparse.Namespace) -> int:
     errored = [r for r in results if r.error is not None]
     print(f"experiment: {spec.experiment_dir}")
     print(f"trials: {len(results)} ({len(errored)} errored)")
-    best = register_best(spec, results)
+    report = None
+    if not spec.remote_storage:  # the report reads the local experiment folder
+        from kp_platform.tune.report import format_base_vs_best, make_report
+
+        report = make_report(spec.experiment_dir, metric=spec.metric)
+        print(format_base_vs_best(report.rows, spec.metric))
+        print(f"plots: {', '.join(str(p) for p in report.plots)}")
+    best = register_best(spec, results, plots=report.plots if report else [])
     if best is None:
         print(f"no trial reported {spec.metric} with a checkpoint: nothing registered")
     else:
-        print(f"best {spec.metric} {best[spec.metric]:.4f} (trial {best['trial_id']}): "
-              f"{best['checkpoint']}, wandb artifact {best['artifact']}:best")
+        print(f"registered: trial {best['trial_id']}'s best checkpoint ({spec.metric} "
+              f"{best[spec.metric]:.4f}) as {best['checkpoint']}, wandb artifact "
+              f"{best['artifact']}:best")
     print(f"report: kp sweep report {spec.experiment_dir}")
     return _report_failures(errored) if errored or best is None else 0
 
@@ -121,19 +154,37 @@ def _report_failures(errored: list) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from kp_platform.tune.report import make_report, write_summary
+
+    report = make_report(args.experiment, args.plot)
+    print(report.text)
+    print()
+    print(where_everything_is(args.experiment, report.plots))
+    if args.json:
+        write_summary(report.rows, args.json)
+    return 0
+
+
+def where_everything_is(experiment: str, plots: list) -> str:
+    """The closing lines of a report: where the sweep's outputs are and how to open them."""
     from pathlib import Path
 
-    from kp_platform.tune.plot import plot_curves
-    from kp_platform.tune.report import collect_trials, format_table, write_summary
+    from kp_platform.tune.registry import BEST_DIR
 
-    rows = collect_trials(args.experiment)
-    print(format_table(rows))
-    plot = Path(args.plot) if args.plot else Path(args.experiment) / "val_map.png"
-    plot_curves([(row.trial_id, row.curve) for row in rows], plot)
-    print(f"plot: {plot}")
-    if args.json:
-        write_summary(rows, args.json)
-    return 0
+    folder = Path(experiment)
+    best = folder / BEST_DIR
+    lines = [f"experiment:      {folder}"]
+    if (best / "best.ckpt").is_file():
+        lines.append(f"best checkpoint: {best / 'best.ckpt'} (its trial and score: "
+                     f"{best / 'best.json'})")
+    for path in sorted(best.glob("*metrics*.json")):
+        lines.append(f"evaluation:      {path}")
+    lines += [f"plots:           {', '.join(str(p) for p in plots)}",
+              f"wandb:           offline runs under {folder}; upload them with "
+              f"`kp sweep sync {folder}`",
+              f"optuna study:    `kp sweep dashboard {folder}` (optuna-dashboard, "
+              "127.0.0.1 only)"]
+    return "\n".join(lines)
 
 
 def _sync(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from kp_platform.models.backbones import (
     conv_bn_relu,
     exact_log2,
 )
+from kp_platform.models.grid_offsets import aligned_offsets, measure_offsets
 
 
 class EncoderDecoder(nn.Module):
@@ -38,6 +39,10 @@ class EncoderDecoder(nn.Module):
     normalisation) to a multiple of the coarsest reduction, so every level has an exact size
     whatever the encoder's padding rules, and the output is cropped back.
 
+    Every resampling knows where each grid's cells sit on the input (``offsets``), and the
+    output grid is the targets' one (cell j on ``s * j + (s - 1) / 2``), so a ResNet's early
+    cells add no sub-pixel bias.
+
     Args:
         encoder: Module with ``feature_info.channels()`` and ``feature_info.reduction()``
             (one int per level, reductions ascending powers of two) whose forward maps
@@ -46,6 +51,9 @@ class EncoderDecoder(nn.Module):
         output_stride: 1, 2, 4 or 8.
         mean: Per-channel input mean the encoder expects (on [0, 1] images).
         std: Per-channel input standard deviation.
+        offsets: Per level, the input pixel its cell 0 is centred on (cell j: ``r * j +
+            offset``), as `grid_offsets.measure_offsets` finds; None: ``(r - 1) / 2``, the
+            targets' convention.
 
     Shapes:
         (B, 3, H, W) in [0, 1] -> (B, width, ceil(H / s), ceil(W / s)).
@@ -58,6 +66,7 @@ class EncoderDecoder(nn.Module):
         output_stride: int = 1,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        offsets: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in encoder.feature_info.channels()]
@@ -70,6 +79,10 @@ class EncoderDecoder(nn.Module):
             exact_log2(r)  # raises unless a power of two
         if reductions != sorted(reductions):
             raise ValueError(f"encoder reductions must ascend, got {reductions}")
+        offsets = aligned_offsets(reductions) if offsets is None else list(offsets)
+        if len(offsets) != len(reductions):
+            raise ValueError("offsets needs one value per encoder level")
+        self.grids = [(r, float(o)) for r, o in zip(reductions, offsets, strict=True)]
         last = exact_log2(output_stride)
         used = [i for i, r in enumerate(reductions) if r >= output_stride]
         if not used:
@@ -98,14 +111,49 @@ class EncoderDecoder(nn.Module):
         x = F.pad(x, [0, (m - width % m) % m, 0, (m - height % m) % m])
         features: list[Tensor] = self.encoder(x)
         x = self.project(features[self.deepest])
+        grid = self.grids[self.deepest]
         for k, block in enumerate(self.fuse):
             skip = features[self.fuse_levels[k]]
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = resample(x, skip.shape[-2:], grid, self.grids[self.fuse_levels[k]])
+            grid = self.grids[self.fuse_levels[k]]
             x = block(torch.cat([x, skip], dim=1))
         for block in self.refine:
-            x = block(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+            finer = (grid[0] // 2, (grid[0] // 2 - 1) / 2)
+            x = block(resample(x, (x.shape[-2] * 2, x.shape[-1] * 2), grid, finer))
+            grid = finer
         s = self.output_stride
+        x = resample(x, x.shape[-2:], grid, (s, (s - 1) / 2))  # onto the targets' grid
         return x[:, :, : (height + s - 1) // s, : (width + s - 1) // s]
+
+
+def resample(x: Tensor, size: Sequence[int], source: tuple[int, float],
+             target: tuple[int, float]) -> Tensor:
+    """Bilinear resampling between grids on the input: cell j of a grid (r, o) sits on input
+    pixel ``r * j + o``; values beyond the edge repeat the edge.
+
+    Args:
+        x: (B, C, h, w) on the `source` grid.
+        size: (H, W) of the `target` grid.
+
+    Returns:
+        (B, C, H, W) on the `target` grid.
+    """
+    (r_in, o_in), (r_out, o_out) = source, target
+    if o_in == (r_in - 1) / 2 and o_out == (r_out - 1) / 2:
+        if tuple(size) == tuple(x.shape[-2:]):
+            return x
+        # Both centred as the targets are: plain bilinear resizing is exactly this (and faster).
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def axis(cells_out: int, cells_in: int) -> Tensor:
+        position = (torch.arange(cells_out, dtype=x.dtype, device=x.device) * r_out
+                    + (o_out - o_in)) / r_in  # in source cells
+        return position * (2 / max(cells_in - 1, 1)) - 1  # grid_sample's align_corners=True
+
+    gy, gx = torch.meshgrid(axis(size[0], x.shape[-2]), axis(size[1], x.shape[-1]),
+                            indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).expand(x.shape[0], -1, -1, -1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def create_timm_backbone(
@@ -145,10 +193,25 @@ def create_timm_backbone(
             f"{' and pretrained weights' if pretrained else ''}: {first_line(exc)}"
         ) from exc
     cfg = getattr(encoder, "pretrained_cfg", None) or {}
+    reductions = tuple(int(r) for r in encoder.feature_info.reduction())
     return EncoderDecoder(
         encoder,
         width=width,
         output_stride=output_stride,
         mean=cfg.get("mean", IMAGENET_MEAN),
         std=cfg.get("std", IMAGENET_STD),
+        offsets=encoder_offsets(encoder_name, encoder, reductions),
     )
+
+
+_OFFSETS: dict[str, tuple[float, ...] | None] = {}
+
+
+def encoder_offsets(name: str, encoder: nn.Module, reductions: Sequence[int]
+                    ) -> tuple[float, ...] | None:
+    """Where the named encoder's cells sit (measured once per name and process, about a
+    second); None when the probe cannot tell, and the decoder then assumes centred cells."""
+    if name not in _OFFSETS:
+        measured = measure_offsets(encoder, reductions)
+        _OFFSETS[name] = None if measured is None else tuple(measured)
+    return _OFFSETS[name]

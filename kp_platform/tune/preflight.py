@@ -37,6 +37,7 @@ def preflight(spec: SweepSpec) -> int:
         InputError: naming the space file and the configuration, or the data file.
     """
     source = str(spec.path)
+    check_study_storage(spec)
     checked: list[tuple[str, dict[str, Any], Config]] = []
     for where, point in itertools.islice(_points(spec), MAX_CONFIGURATIONS):
         try:
@@ -58,6 +59,29 @@ def preflight(spec: SweepSpec) -> int:
     for config in data_sections.values():
         check_data(config, loader)
     return len(checked)
+
+
+def check_study_storage(spec: SweepSpec) -> None:
+    """Refuses SQLite on shared storage, and a study password that cannot be read.
+
+    Raises:
+        InputError: naming the space file and the `search.*` key.
+    """
+    from kp_platform.tune.filesystems import shared_storage_reason
+    from kp_platform.tune.storage import read_password, study_location
+
+    source = str(spec.path)
+    location = study_location(spec)
+    if location.is_sqlite and not spec.search.allow_sqlite_on_shared_storage:
+        reason = shared_storage_reason(spec.storage_path, spec.experiment_dir)
+        if reason:
+            raise InputError(
+                f"search.storage: the Optuna study would be SQLite, but {reason}, where "
+                "SQLite's file locking is unreliable; set search.storage to an RDB URL (e.g. "
+                "postgresql://user@host:5432/db, with search.storage_password_env), or "
+                "search.allow_sqlite_on_shared_storage: true for a one-machine cluster",
+                source)
+    read_password(location, source)  # an unset variable or unreadable file fails here
 
 
 def check_paths(config: Config, source: str) -> None:

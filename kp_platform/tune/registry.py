@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ BEST_DIR = "best"
 """`<experiment>/best/`: best.ckpt, best.json and the registration's wandb run."""
 
 
-def register_best(spec: SweepSpec, results: Any) -> dict[str, Any] | None:
+def register_best(spec: SweepSpec, results: Any, plots: Sequence[Path] = ()
+                  ) -> dict[str, Any] | None:
     """Registers the best checkpoint of the best trial (not its latest).
 
     Writes `<experiment>/best/best.ckpt` and `best.json` and, unless wandb is disabled, logs a
-    run of job type `register` with artifact `<sweep>-best` (type `model`, alias `best`).
+    run of job type `register` with artifact `<sweep>-best` (type `model`, alias `best`) and
+    the report's `plots` as images (`report/<name>`).
 
     Returns:
         What `best.json` holds, or None when no trial reported the metric.
@@ -61,7 +64,7 @@ def register_best(spec: SweepSpec, results: Any) -> dict[str, Any] | None:
     }
     (folder / "best.json").write_text(json.dumps(info, indent=2) + "\n")
     if spec.base.logging.wandb.mode != "disabled":
-        info["wandb_mode"] = _log_registration(spec, target, info, folder)
+        info["wandb_mode"] = _log_registration(spec, target, info, folder, plots)
         (folder / "best.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
@@ -74,8 +77,9 @@ def _checkpoint_score(result: Any, checkpoint: Any, metric: str) -> float | None
 
 
 def _log_registration(spec: SweepSpec, checkpoint: Path, info: dict[str, Any],
-                      folder: Path) -> str:
-    """One wandb run of job type `register` that logs the artifact; returns the mode used."""
+                      folder: Path, plots: Sequence[Path]) -> str:
+    """One wandb run of job type `register` that logs the artifact and the report's plots;
+    returns the mode used."""
     import wandb
 
     from kp_platform.training.wandb_logging import log_model_artifact, resolve_wandb_mode
@@ -91,6 +95,8 @@ def _log_registration(spec: SweepSpec, checkpoint: Path, info: dict[str, Any],
             metadata = {k: info[k] for k in ("trial_id", spec.metric, "config")}
             log_model_artifact(run, checkpoint, name=info["artifact"], metadata=metadata,
                                aliases=["best"])
+            if plots:
+                run.log({f"report/{Path(p).stem}": wandb.Image(str(p)) for p in plots})
         finally:
             run.finish()
     except Exception as exc:  # noqa: BLE001 - wandb raises many types (network, auth, usage)

@@ -32,6 +32,8 @@ class TrialRow:
     """(epoch, metric) at every report."""
     reason: str = ""
     optuna_state: str = ""
+    base: bool = False
+    """The trial evaluated the base config's own values (`search.evaluate_base`)."""
 
 
 def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRow]:
@@ -48,7 +50,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None
     frames = analysis.trial_dataframes
-    optuna_trials = _optuna_trials(Path(experiment))
+    optuna_trials = optuna_trials_by_tune_id(Path(experiment))
     fifo = _scheduler(Path(experiment)) == "fifo"
     rows = []
     for trial in analysis.trials:
@@ -58,6 +60,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
             curve = [(int(e), float(m)) for e, m in zip(frame["epoch"], frame[metric],
                                                         strict=True) if m == m]
         epochs = max((e for e, _ in curve), default=0)
+        study_trial = optuna_trials.get(trial.trial_id)
         rows.append(TrialRow(
             trial_id=trial.trial_id,
             status=_status(trial, epochs, fifo),
@@ -66,10 +69,11 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
             epochs=epochs,
             curve=curve,
             reason=_error_reason(trial),
-            optuna_state=optuna_trials.get(trial.trial_id, ("", 0))[0],
+            optuna_state=study_trial.state.name if study_trial else "",
+            base=bool(study_trial and study_trial.user_attrs.get("base_config")),
         ))
     # Suggestion order (Optuna's trial number); Tune lists trials in no documented order.
-    order = {trial_id: number for trial_id, (_, number) in optuna_trials.items()}
+    order = {trial_id: t.number for trial_id, t in optuna_trials.items()}
     return sorted(rows, key=lambda row: order.get(row.trial_id, len(order)))
 
 
@@ -106,11 +110,15 @@ def _status(trial: Any, epochs: int, fifo: bool = False) -> str:
 
 def _scheduler(experiment: Path) -> str:
     """The sweep's scheduler, from the settings copy `run_sweep` keeps (ASHA when absent)."""
+    return str(saved_settings(experiment).get("scheduler", "asha"))
+
+
+def saved_settings(experiment: str | Path) -> dict[str, Any]:
+    """The sweep settings `run_sweep` kept in the experiment folder (empty when absent)."""
     from kp_platform.tune.runner import SPACE_COPY
 
-    saved = experiment / SPACE_COPY
-    data = yaml.safe_load(saved.read_text()) if saved.is_file() else None
-    return str((data or {}).get("scheduler", "asha"))
+    saved = Path(experiment) / SPACE_COPY
+    return (yaml.safe_load(saved.read_text()) if saved.is_file() else None) or {}
 
 
 def _max_epochs(trial: Any) -> int:
@@ -146,21 +154,26 @@ def error_line(trial_path: str | Path | None, error: BaseException | None) -> st
     return lines[-1] if lines else "unknown error"
 
 
-def _optuna_trials(experiment: Path) -> dict[str, tuple[str, int]]:
-    """Tune trial id → (Optuna state, Optuna number), from the experiment's study (if any)."""
-    database = experiment / "optuna.db"
-    if not database.is_file():
+def optuna_trials_by_tune_id(experiment: Path) -> dict[str, Any]:
+    """Tune trial id → Optuna's FrozenTrial, from the experiment's study (empty if none):
+    SQLite `optuna.db`, or the database its `study.yaml` names (e.g. PostgreSQL)."""
+    from kp_platform.tune.storage import experiment_study, open_storage
+
+    location = experiment_study(experiment)
+    if location is None:
         return {}
     import optuna
 
-    storage = f"sqlite:///{database}"
-    states = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for trial in study.get_trials(deepcopy=False):
-            if "tune_trial_id" in trial.user_attrs:
-                states[trial.user_attrs["tune_trial_id"]] = (trial.state.name, trial.number)
-    return states
+    try:
+        study = optuna.load_study(study_name=location.study_name,
+                                  storage=open_storage(location))
+    except KeyError:  # the driver died before it created the study
+        return {}
+    trials = {}
+    for trial in study.get_trials(deepcopy=False):
+        if "tune_trial_id" in trial.user_attrs:
+            trials[trial.user_attrs["tune_trial_id"]] = trial
+    return trials
 
 
 def _cell(value: Any) -> str:
@@ -174,3 +187,95 @@ def write_summary(rows: list[TrialRow], path: str | Path) -> Path:
     path = Path(path)
     path.write_text(json.dumps([row.__dict__ for row in rows], indent=2) + "\n")
     return path
+
+
+def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC) -> str:
+    """The sweep's best trial against its base-config trial: what the search bought."""
+    scored = [row for row in rows if row.best is not None]
+    if not scored:
+        return f"no trial reported {metric}"
+    best = max(scored, key=lambda row: row.best or 0.0)
+    line = f"sweep best {metric}: {best.best:.4f} (trial {best.trial_id})"
+    base = next((row for row in rows if row.base), None)
+    if base is None:
+        return line + "; the base config was not evaluated (search.evaluate_base: false)"
+    if base.best is None:
+        return line + f"; base config (trial {base.trial_id}): no {metric} ({base.status})"
+    gain = best.best - base.best
+    verdict = (f"the sweep beats its base config by {gain:+.4f}" if gain > 0
+               else "no trial beat the base config")
+    return (f"{line}; base config (trial {base.trial_id}, {base.status}): {base.best:.4f}; "
+            f"{verdict}")
+
+
+def rung_cutoffs(decisions: list[Any], reduction_factor: float) -> dict[int, float]:
+    """Each rung's cut-off after the sweep: the (1 - 1/rf) quantile of the values it holds."""
+    import numpy as np
+
+    values: dict[int, list[float]] = {}
+    for decision in decisions:
+        values.setdefault(decision.rung, []).append(decision.value)
+    return {rung: float(np.nanpercentile(v, (1 - 1 / reduction_factor) * 100))
+            for rung, v in sorted(values.items())}
+
+
+def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = METRIC) -> str:
+    """ASHA's rungs: how many trials each saw and stopped, its cut-off, who stopped where."""
+    if not decisions:
+        return "ASHA rungs: none recorded (scheduler fifo, or no trial reached a rung)"
+    lines = [f"ASHA rungs (reduction factor {reduction_factor:g}; a trial below the rung's "
+             "cut-off when it arrives is stopped):"]
+    cutoffs = rung_cutoffs(decisions, reduction_factor)
+    for rung, cutoff in cutoffs.items():
+        at_rung = [d for d in decisions if d.rung == rung]
+        stopped = sum(d.stopped for d in at_rung)
+        lines.append(f"  epoch {rung}: {len(at_rung)} trials reached it, {stopped} stopped; "
+                     f"cut-off now {cutoff:.4f}")
+    for d in decisions:
+        if d.stopped:
+            lines.append(f"  trial {d.trial_id} stopped at epoch {d.rung}: {metric} "
+                         f"{d.value:.4f} < cut-off {d.cutoff:.4f}")
+    return "\n".join(lines)
+
+
+@dataclass
+class Report:
+    """`kp sweep report`'s output: the text it prints and the PNGs it wrote."""
+
+    rows: list[TrialRow]
+    text: str
+    plots: list[Path]
+
+
+def make_report(experiment: str | Path, plot: str | Path | None = None,
+                metric: str = METRIC) -> Report:
+    """Reads an experiment folder and writes its PNGs: the curves, and the importances.
+
+    Args:
+        experiment: The experiment folder.
+        plot: Where the curves go (default `<experiment>/val_map.png`); the importances go
+            beside it as `importances.png`.
+    """
+    from kp_platform.tune.importance import format_importances, parameter_importances
+    from kp_platform.tune.plot import plot_curves, plot_importances
+    from kp_platform.tune.rungs import read_rungs
+
+    experiment = Path(experiment)
+    rows = collect_trials(experiment, metric)
+    settings = saved_settings(experiment)
+    reduction_factor = float((settings.get("asha") or {}).get("reduction_factor", 2))
+    decisions = read_rungs(experiment)
+    importances = parameter_importances(rows, optuna_trials_by_tune_id(experiment), metric,
+                                        str(settings.get("mode", "max")))
+    plot = Path(plot) if plot else experiment / "val_map.png"
+    base = next((row.trial_id for row in rows if row.base), None)
+    plots = [plot_curves([(row.trial_id, row.curve) for row in rows],
+                         [row.status for row in rows], plot, metric,
+                         cutoffs=rung_cutoffs(decisions, reduction_factor), highlight=base)]
+    if importances is not None:
+        plots.append(plot_importances(importances.values, plot.parent / "importances.png",
+                                      f"parameter importance (fANOVA on {importances.target})"))
+    text = "\n\n".join([format_table(rows, metric), format_base_vs_best(rows, metric),
+                        format_rungs(decisions, reduction_factor, metric),
+                        format_importances(importances)])
+    return Report(rows=rows, text=text, plots=plots)

@@ -12,8 +12,10 @@ import yaml
 
 from kp_platform.config import config_to_dict
 from kp_platform.errors import InputError
+from kp_platform.tune.lock import LOCK_FILE, DriverLock
 from kp_platform.tune.parameters import SpaceSampler
 from kp_platform.tune.space import SweepSpec
+from kp_platform.tune.storage import open_storage, study_location, write_study_file
 
 SPACE_COPY = "space.yaml"
 """The resolved sweep settings, kept in the experiment folder to refuse a mismatched resume."""
@@ -106,13 +108,20 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
     check_trial_devices(spec)
     check_local_resources(spec)
+    # Before Ray too: a second driver on this experiment stops here, naming the first.
+    with DriverLock(spec.experiment_dir):
+        return _run_locked(spec, resume)
+
+
+def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     from ray import tune
 
     init_ray(spec)
     check_resources(spec)
-    # Snapshot the experiment often: a trial started after the last snapshot is lost (and
-    # re-suggested) when the driver dies, and trials are far longer than a snapshot.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Snapshot the experiment often on a local disk: a trial started after the last snapshot is
+    # lost (and re-suggested) when the driver dies, and trials are far longer than a snapshot.
+    # On remote storage each snapshot uploads the whole state: see SweepSpec.snapshot_period.
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = format(spec.snapshot_period(), "g")
     # ...and each reported checkpoint forces one anyway; Tune would warn about that every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     experiment = spec.experiment_dir
@@ -124,12 +133,12 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
     elif resume:
         raise InputError("nothing to resume: no Tune experiment here", location)
     else:
-        if experiment.exists() and any(experiment.iterdir()):
+        if any(p.name != LOCK_FILE for p in experiment.iterdir()):
             raise InputError("the experiment folder exists but Tune cannot restore it; "
                              "choose another name or storage_path", str(experiment))
-        experiment.mkdir(parents=True, exist_ok=True)
         (experiment / SPACE_COPY).write_text(_settings_text(spec))
         tuner = build_tuner(spec, trainable)
+    write_study_file(study_location(spec), experiment)
     tune_log = logging.getLogger("ray.tune.execution.tune_controller")
     one_line = OneLineTrialErrors()
     tune_log.addFilter(one_line)
@@ -215,11 +224,15 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
 
 def build_scheduler(spec: SweepSpec) -> Any:
     """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from kp_platform.tune.rungs import RUNGS_FILE, RecordingASHA
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return RecordingASHA(
+        # The report reads the live decisions back (which trial stopped at which cut-off).
+        log_path=None if spec.remote_storage else spec.experiment_dir / RUNGS_FILE,
         time_attr="epoch",
         grace_period=spec.asha.grace_period,
         reduction_factor=spec.asha.reduction_factor,
@@ -229,23 +242,21 @@ def build_scheduler(spec: SweepSpec) -> Any:
 
 def build_searcher(spec: SweepSpec) -> Any:
     """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
-    import optuna
+    from kp_platform.tune.searcher import PrunedAwareOptunaSearch, build_sampler
 
-    from kp_platform.tune.searcher import PrunedAwareOptunaSearch
-
-    url = spec.search.storage or f"sqlite:///{spec.experiment_dir / 'optuna.db'}"
-    sampler = optuna.samplers.TPESampler(seed=spec.search.seed,
-                                         n_startup_trials=spec.search.startup_trials)
+    points = spec.points_to_evaluate()
     return PrunedAwareOptunaSearch(
         # Only ASHA stops trials early: under FIFO a trial that ends is complete.
         max_epochs=spec.asha.max_epochs if spec.scheduler == "asha" else None,
         space=SpaceSampler(spec.parameters),
         metric=spec.metric,
         mode=spec.mode,
-        points_to_evaluate=spec.points_to_evaluate() or None,
-        sampler=sampler,
+        points_to_evaluate=points or None,
+        base_point=points[0] if spec.search.evaluate_base else None,
+        sampler=build_sampler(spec.search),
         study_name=spec.name,
-        storage=optuna.storages.RDBStorage(url),
+        # The password (if any) is read per connection: never part of what Tune pickles.
+        storage=open_storage(study_location(spec)),
     )
 
 
@@ -280,8 +291,7 @@ def _fail_orphan_study_trials(spec: SweepSpec, tune_ids: set[Any]) -> None:
     """Marks Optuna trials left RUNNING by a killed driver as FAIL, so TPE ignores them."""
     import optuna
 
-    url = spec.search.storage or f"sqlite:///{spec.experiment_dir / 'optuna.db'}"
-    study = optuna.load_study(study_name=spec.name, storage=url)
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(study_location(spec)))
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if trial.user_attrs.get("tune_trial_id") not in tune_ids:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)

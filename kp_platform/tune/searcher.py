@@ -6,6 +6,35 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
+from kp_platform.tune.settings import SearchSettings
+
+
+def build_sampler(search: SearchSettings) -> Any:
+    """Optuna's sampler from `search.sampler` (seeded): TPE, random, or a Gaussian process.
+
+    TPE's cost per suggestion grows with the finished trials and with `n_ei_candidates`
+    (measured in benchmarks/RESULTS.md); `random` costs nothing and learns nothing.
+    """
+    import warnings
+
+    import optuna
+
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=search.seed)
+    if search.sampler == "gp":
+        # Conditional parameters (`when:`) are sampled at random by the GP, which would warn
+        # about it at every suggestion.
+        return optuna.samplers.GPSampler(seed=search.seed, n_startup_trials=search.startup_trials,
+                                         warn_independent_sampling=False)
+    with warnings.catch_warnings():
+        # multivariate and group are "experimental" in Optuna 5, and say so on every build.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=search.seed, n_startup_trials=search.startup_trials,
+            n_ei_candidates=search.n_ei_candidates, multivariate=search.multivariate,
+            # Conditional parameters (`when:`) need grouping for a joint model.
+            group=search.multivariate)
+
 
 class PrunedAwareOptunaSearch(OptunaSearch):
     """Records trials stopped before `max_epochs` as PRUNED, with their intermediate values.
@@ -19,11 +48,16 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         max_epochs: A trial that reports this many epochs completed normally; one that ended
             before was stopped by ASHA. None (FIFO, which stops nothing): every trial that ends
             without an error is complete, with its last reported value.
+        base_point: The base config's values, when the sweep evaluates them first: that trial
+            gets the user attribute `base_config`, so the report can compare the sweep's best
+            with its starting point.
         **kwargs: As for `OptunaSearch`.
     """
 
-    def __init__(self, *, max_epochs: int | None, **kwargs: Any) -> None:
+    def __init__(self, *, max_epochs: int | None, base_point: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         self.max_epochs = max_epochs
+        self._base_point = base_point
         self._reported: dict[str, set[int]] = {}
         super().__init__(**kwargs)
 
@@ -32,6 +66,9 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         if trial_id in self._ot_trials:
             # Lets the report (and anyone reading the study) join Optuna and Tune trials.
             self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+            if self._base_point is not None and config == self._base_point:
+                self._ot_trials[trial_id].set_user_attr("base_config", True)
+                self._base_point = None  # one base trial, even if a later point repeats it
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:

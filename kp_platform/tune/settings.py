@@ -13,9 +13,12 @@ from kp_platform.errors import InputError
 T = TypeVar("T")
 
 
+SAMPLERS = ("tpe", "random", "gp")
+
+
 @dataclass
 class SearchSettings:
-    """Optuna's TPE search."""
+    """Optuna's search: the sampler and where the study lives."""
 
     seed: int = 0
     startup_trials: int = 10
@@ -25,10 +28,34 @@ class SearchSettings:
     evaluate_base: bool = True
     """The base config's own values are the first trial."""
     storage: str | None = None
-    """An RDB URL for the study; empty: SQLite `optuna.db` in the experiment folder."""
+    """An RDB URL for the study (`postgresql://user@host:port/db`, without a password);
+    empty: SQLite `optuna.db` in the experiment folder."""
+    storage_password_env: str | None = None
+    """The environment variable that holds the database password (read by the driver only)."""
+    storage_password_file: str | None = None
+    """A file whose content is the database password (e.g. a mounted Kubernetes Secret).
+    Neither set: libpq's own PGPASSWORD / ~/.pgpass, if any."""
+    allow_sqlite_on_shared_storage: bool = False
+    """Keep the SQLite study on a cluster or a network filesystem (SQLite's locking is unreliable
+    there; only for a one-machine "cluster")."""
+    sampler: str = "tpe"
+    """tpe (default), random, or gp (Gaussian process: seconds per suggestion, see
+    benchmarks/RESULTS.md; conditional parameters are sampled at random)."""
+    n_ei_candidates: int = 24
+    """TPE: candidates drawn per suggestion (Optuna's default); the cost of a suggestion grows
+    with it."""
+    multivariate: bool = False
+    """TPE: model the parameters jointly (Optuna's multivariate TPE) instead of one by one."""
 
     def checks(self) -> dict[str, tuple[bool, str]]:
-        return {"startup_trials": (self.startup_trials >= 0, "must be >= 0")}
+        return {
+            "startup_trials": (self.startup_trials >= 0, "must be >= 0"),
+            "sampler": (self.sampler in SAMPLERS, f"must be one of {', '.join(SAMPLERS)}"),
+            "n_ei_candidates": (self.n_ei_candidates >= 1, "must be >= 1"),
+            "storage_password_file": (
+                not (self.storage_password_env and self.storage_password_file),
+                "and search.storage_password_env are alternatives: set one"),
+        }
 
 
 @dataclass

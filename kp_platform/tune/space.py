@@ -17,6 +17,7 @@ from kp_platform.config import (
     Config,
     all_keys,
     apply_overrides,
+    coerce,
     config_key_type,
     load_config,
     parse_overrides,
@@ -34,14 +35,16 @@ from kp_platform.tune.settings import (
     WandbSettings,
     read_section,
 )
+from kp_platform.tune.storage import check_storage_url
 
 TOP_LEVEL = ("name", "base", "space", "metric", "mode", "scheduler", "search", "asha",
              "eval_every", "num_samples", "max_concurrent", "resources", "storage_path",
-             "max_failures", "wandb", "ray")
+             "max_failures", "checkpoint_period_s", "wandb", "ray")
 SCHEDULERS = ("asha", "fifo")
 # The declared types of the top-level settings; the sections' come from their dataclasses.
 _SCALARS = {"name": str, "metric": str, "mode": str, "scheduler": str, "eval_every": int,
-            "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int}
+            "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int,
+            "checkpoint_period_s": float}
 _SECTIONS = {"search": SearchSettings, "asha": AshaSettings, "resources": Resources,
              "wandb": WandbSettings, "ray": RaySettings}
 # Set by the sweep itself: sampling them would break ASHA's rungs or the experiment layout.
@@ -55,6 +58,8 @@ RESOURCE_KEYS = ("trainer.devices", "trainer.accelerator", "data.num_workers")
 # Files a config names: made absolute in the base config, and must be absolute when sampled.
 PATH_KEYS = ("data.train", "data.val", "data.test", "data.replay", "data.channels",
              "model.pretrained_path", "model.init_from")
+LOCAL_SNAPSHOT_S = 1.0
+REMOTE_SNAPSHOT_S = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -79,6 +84,9 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     storage_path: str = "sweeps"
     max_failures: int = 1
+    checkpoint_period_s: float | None = None
+    """Seconds between snapshots of the experiment (Tune's TUNE_GLOBAL_CHECKPOINT_S); default:
+    `snapshot_period()`."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     ray: RaySettings = field(default_factory=RaySettings)
 
@@ -91,6 +99,14 @@ class SweepSpec:
         """The local experiment folder: Tune's own for local storage, else a local mirror."""
         root = Path("sweeps") if self.remote_storage else Path(self.storage_path)
         return root.absolute() / self.name
+
+    def snapshot_period(self) -> float:
+        """The experiment snapshot period: the setting, else 1 s on a local disk (a trial
+        started after the last snapshot of a killed driver is lost) and 30 s on remote storage
+        (each snapshot uploads the whole experiment state, which grows with the trials)."""
+        if self.checkpoint_period_s is not None:
+            return self.checkpoint_period_s
+        return REMOTE_SNAPSHOT_S if self.remote_storage else LOCAL_SNAPSHOT_S
 
     def points_to_evaluate(self) -> list[dict[str, Any]]:
         """The enqueued first trials: the base config's values (if asked), then the file's."""
@@ -129,6 +145,9 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         if key in data:
             setattr(spec, key, _integer(data[key], key, source))
     spec.storage_path = str(data.get("storage_path", spec.storage_path))
+    if data.get("checkpoint_period_s") is not None:
+        spec.checkpoint_period_s = coerce(data["checkpoint_period_s"], float,
+                                          "checkpoint_period_s", source)
     spec.scheduler = data.get("scheduler", spec.scheduler)
     if spec.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
@@ -343,9 +362,11 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
             raise InputError(f"{key} must be >= 1 (got {getattr(spec, key)})", source)
     if spec.max_failures < -1:
         raise InputError("max_failures must be >= 0, or -1 for no limit", source)
-    if spec.remote_storage and spec.search.storage is None:
-        raise InputError("search.storage: a remote storage_path needs an RDB URL for the "
-                         "Optuna study (e.g. postgresql://...)", source)
+    if spec.checkpoint_period_s is not None and spec.checkpoint_period_s <= 0:
+        raise InputError(f"checkpoint_period_s must be > 0 (got {spec.checkpoint_period_s})",
+                         source)
+    if spec.search.storage:
+        check_storage_url(spec.search.storage, source)
 
 
 def _check_metric(spec: SweepSpec, source: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -30,6 +31,10 @@ def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
     # (a pipeline's train stage, a notebook) exports its wandb service socket, and a trial that
     # joins that service loses its run settings (seen: the group). Each trial gets its own.
     os.environ.pop("WANDB_SERVICE", None)
+    # Tune's status table already shows each report; Lightning's banner (GPU/TPU lines, tips)
+    # and Ray's "Checkpoint successfully created" line per report only bury it.
+    for name in ("pytorch_lightning.utilities.rank_zero", "ray.train._internal.storage"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # The same override path as `kp train key=value`, so a sampled value means the same thing.
     config = apply_overrides(config_from_dict(base, source="sweep base"), trial_values)
     context = tune.get_context()

@@ -530,10 +530,39 @@ def check_ray_cluster_spec(spec: dict[str, Any], where: str) -> list[str]:
 
 
 def _storage_path(entrypoint: str) -> str | None:
+    return _setting(entrypoint, "storage_path")
+
+
+def _setting(entrypoint: str, key: str) -> str | None:
+    """The value of `key=value` on a `kp sweep` command line, or None."""
     for word in shlex.split(entrypoint):
-        if word.startswith("storage_path="):
+        if word.startswith(f"{key}="):
             return word.partition("=")[2]
     return None
+
+
+def check_study_storage(entrypoint: str, cluster_spec: dict[str, Any], where: str
+                        ) -> list[str]:
+    """The sweep's study is an RDB without a password in its URL, the password coming from a
+    Secret on the head (where the driver runs), named by search.storage_password_env."""
+    url = _setting(entrypoint, "search.storage")
+    if not url or url.startswith("sqlite"):
+        return [f"{where}: the Optuna study would be SQLite on shared storage (kp sweep refuses "
+                "it); give search.storage=postgresql://USER@HOST:PORT/DB"]
+    problems = []
+    if re.search(r"://[^/@:]+:[^/@]*@", url) or "password=" in url:
+        problems.append(f"{where}: search.storage carries a password (the entrypoint is shown "
+                        "by `ray job list`); use search.storage_password_env and a Secret")
+    name = _setting(entrypoint, "search.storage_password_env")
+    if not name:
+        problems.append(f"{where}: no search.storage_password_env: the study's password must "
+                        "come from a Secret by reference")
+        return problems
+    head = _containers(cluster_spec["headGroupSpec"]["template"])
+    if not head or _secret_ref(_env(head[0]).get(name)) is None:
+        problems.append(f"{where}: search.storage_password_env={name} is not set on the head "
+                        "container from a Secret (valueFrom.secretKeyRef)")
+    return problems
 
 
 def is_shared_storage(path: str | None, spec: dict[str, Any]) -> bool:
@@ -565,6 +594,7 @@ def check_ray_job(doc: dict[str, Any], where: str) -> list[str]:
         if not is_shared_storage(storage, spec["rayClusterSpec"]):
             problems.append(f"{where}: storage_path {storage!r} is not shared storage (S3/GCS, "
                             "or a volume mounted by the head and every worker group)")
+        problems += check_study_storage(entrypoint, spec["rayClusterSpec"], where)
     runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML") or "{}") or {}
     if not runtime_env.get("working_dir"):
         problems.append(f"{where}: runtimeEnvYAML has no working_dir")

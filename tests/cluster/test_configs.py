@@ -280,6 +280,19 @@ def test_rayjob_runs_a_sweep_and_cleans_up(k8s_docs: list[tuple[str, Any]]) -> N
     assert runtime_env["working_dir"] and runtime_env["env_vars"]["WANDB_MODE"]
 
 
+def test_rayjob_keeps_its_study_in_postgresql_with_the_password_from_a_secret(
+    k8s_docs: list[tuple[str, Any]]
+) -> None:
+    spec = _doc(k8s_docs, "RayJob")["spec"]
+    words = dict(w.split("=", 1) for w in spec["entrypoint"].split() if "=" in w)
+    assert words["search.storage"].startswith("postgresql://")
+    assert "@" in words["search.storage"] and ":" not in words["search.storage"].split("@")[0][13:]
+    head = spec["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    ref = _env_entry(head, words["search.storage_password_env"])["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("kp-postgres", "password")
+    assert inv.check_study_storage(spec["entrypoint"], spec["rayClusterSpec"], "rayjob") == []
+
+
 def test_rayjob_cluster_matches_the_raycluster(k8s_docs: list[tuple[str, Any]]) -> None:
     """rayjob.yaml embeds a copy of raycluster.yaml's spec: keep the copies identical."""
     assert (_doc(k8s_docs, "RayJob")["spec"]["rayClusterSpec"]
@@ -293,6 +306,8 @@ def test_secret_example_documents_the_commands_and_holds_no_values(
     assert re.search(r"#\s+kubectl create secret generic kp-ray-auth --from-literal=auth_token=",
                      text)
     assert re.search(r"#\s+kubectl create secret generic kp-wandb --from-literal=api_key=", text)
+    assert re.search(r"#\s+kubectl create secret generic kp-postgres --from-literal=password=",
+                     text)
     names = {d["metadata"]["name"] for _, d in k8s_docs if d["kind"] == "Secret"}
     # every Secret the manifests reference is documented in the example
     referenced = {v["name"] for _, d in k8s_docs for p, v in inv.walk(d)
@@ -370,6 +385,14 @@ K8S_BREAKAGES: list[tuple[str, Callable[[list[tuple[str, dict[str, Any]]]], None
     ("entrypoint", lambda d: _rj(d)["spec"].update(entrypoint="python train.py"), "kp sweep"),
     ("local-storage", lambda d: _rj(d)["spec"].update(
         entrypoint="kp sweep search_spaces/demo.yaml storage_path=/tmp/results"), "storage_path"),
+    ("sqlite-study", lambda d: _rj(d)["spec"].update(
+        entrypoint="kp sweep search_spaces/demo.yaml storage_path=/mnt/kp-results"), "SQLite"),
+    ("password-in-url", lambda d: _rj(d)["spec"].update(entrypoint=_rj(d)["spec"][
+        "entrypoint"].replace("postgresql://kp@", "postgresql://kp:hunter2@")),
+     "carries a password"),
+    ("password-env-elsewhere", lambda d: _rj(d)["spec"].update(entrypoint=_rj(d)["spec"][
+        "entrypoint"].replace("_env=KP_STUDY_PASSWORD", "_env=PGPASS_OTHER")),
+     "PGPASS_OTHER is not set on the head"),
     ("secret-in-runtime-env", lambda d: _rj(d)["spec"].update(
         runtimeEnvYAML="working_dir: /app\nenv_vars:\n  WANDB_API_KEY: abc\n"), "runtimeEnvYAML"),
     ("rayjob-cluster", lambda d: _rj(d)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(

@@ -76,6 +76,9 @@ def _sweep(synth_data: dict[str, Path], tmp_path: Path, name: str, **settings: A
     data = space_data(synth_data, tmp_path / "sweeps", name=name, eval_every=1,
                       asha={"grace_period": EPOCHS, "reduction_factor": 2,
                             "max_epochs": EPOCHS}, **settings)
+    # Both nodes run on this machine, on its local disk: SQLite's locking holds here (a real
+    # cluster gets a PostgreSQL study: cluster/README.md).
+    data["search"]["allow_sqlite_on_shared_storage"] = True
     # One image per step at 128²: epochs of about a second, so that a poll sees a trial mid-run.
     data["base"]["overrides"]["data.batch_size"] = BATCH_SIZE
     data["base"]["overrides"]["data.input_size"] = [128, 128]

@@ -10,71 +10,29 @@ image is the centroid of its impulse response: the input position the cell is ce
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kp_platform.heatmaps import decode_heatmaps, encode_heatmaps
-from kp_platform.models.backbones import Normalize, create_backbone, list_backbones
+from kp_platform.models.backbones import create_backbone, list_backbones
+from kp_platform.models.grid_offsets import linear_probe
 
 SIZE = 256  # large enough that the centre cells hardly feel the borders
-# A ResNet's "same"-padded stride-2 convs centre level-r cells on r * j, not r * j + (r - 1) / 2:
-# measured 0.85 px off at output stride 1, 4 px at 8. Fixing it means resampling each encoder
-# level inside the decoder; until then this documents the bias (strict: a fix must remove it).
+# A ResNet's "same"-padded stride-2 convs centre level-r cells on r * j, not r * j + (r - 1) / 2
+# (0.85 px off at output stride 1, 4 px at 8, before EncoderDecoder resampled each level from
+# its measured offset); resnet10t's average-pooled shortcuts put its levels elsewhere again.
 # (ConvNeXt's patchify stem and 2×2 downsampling are aligned by construction; its LayerNorm
 # and layer-scale blocks defeat the linear probe, so it is not measured here.)
-TIMM_CASES = [  # measured at output stride 1 only: each probe of a timm encoder takes seconds
-    pytest.param("timm:resnet18", 1,
-                 marks=pytest.mark.xfail(strict=True, reason="half-pixel bias")),
-]
-
-
-def linear_probe(backbone: nn.Module) -> nn.Module:
-    probe = copy.deepcopy(backbone).eval()
-    for name, module in list(probe.named_modules()):
-        if isinstance(module, nn.Conv2d | nn.Linear):
-            fan_in = module.weight[0].numel()
-            nn.init.constant_(module.weight, 1.0 / fan_in)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, Normalize):
-            module.mean.zero_()
-            module.std.fill_(1.0)
-        elif isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
-            module.eps = 0.0
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        replacement = _linear_replacement(module)
-        if replacement is not None and name:
-            parent_name, _, child = name.rpartition(".")
-            setattr(probe.get_submodule(parent_name) if parent_name else probe, child,
-                    replacement)
-    for name, param in probe.named_parameters():
-        if name.endswith("gamma"):  # layer scales (timm's convnext)
-            nn.init.ones_(param)
-    return probe
-
-
-def _linear_replacement(module: nn.Module) -> nn.Module | None:
-    if isinstance(module, nn.MaxPool2d):
-        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
-                            ceil_mode=module.ceil_mode)
-    if isinstance(module, nn.ReLU | nn.GELU | nn.SiLU | nn.LayerNorm | nn.Hardswish):
-        return nn.Identity()
-    if type(module).__name__.startswith("LayerNorm"):  # timm's LayerNorm2d
-        return nn.Identity()
-    return None
+TIMM_CASES = [("timm:resnet18", s) for s in (1, 2, 4, 8)] + [("timm:resnet10t", 1)]
 
 
 def cell_centres(backbone: nn.Module, monkeypatch: pytest.MonkeyPatch) -> tuple:
     """(x centres of the middle row's cells, y centres of the middle column's), input pixels."""
     monkeypatch.setattr(F, "max_pool2d", lambda x, k, *a, **kw: F.avg_pool2d(x, k, *a, **kw))
     monkeypatch.setattr(F, "relu", lambda x, *a, **kw: x)
-    probe = linear_probe(backbone)
+    probe = linear_probe(backbone)  # also what EncoderDecoder's offsets are measured with
     coords = torch.arange(SIZE, dtype=torch.float64)
     ramp_x = coords.view(1, 1, 1, -1).expand(1, 3, SIZE, SIZE)
     ramp_y = coords.view(1, 1, -1, 1).expand(1, 3, SIZE, SIZE)

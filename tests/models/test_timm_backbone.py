@@ -183,3 +183,17 @@ def test_timm_pretrained_path_round_trip(tmp_path: Path) -> None:
 def test_timm_unknown_encoder_names_the_closest() -> None:
     with pytest.raises(InputError, match=r"unknown timm model 'resnet81'.*did you mean"):
         build_backbone(ModelConfig(backbone="timm:resnet81"), output_stride=1)
+
+
+@pytest.mark.parametrize("source, target", [((4, 0.0), (1, 0.0)), ((8, 0.0), (2, 0.5)),
+                                            ((4, 1.5), (2, 0.5)), ((2, 0.0), (2, 0.5))])
+def test_resampling_puts_each_cell_where_its_grid_says(source, target) -> None:
+    # A map whose value is where its cell sits on the input: resampled, it must still be.
+    (r_in, o_in), (r_out, o_out) = source, target
+    cells_in, cells_out = 64 // r_in, 64 // r_out
+    positions = torch.arange(cells_in, dtype=torch.float64) * r_in + o_in
+    x = positions.view(1, 1, 1, -1).expand(1, 1, cells_in, cells_in).contiguous()
+    out = timm_backbone.resample(x, (cells_out, cells_out), source, target)
+    expected = torch.arange(cells_out, dtype=torch.float64) * r_out + o_out
+    inside = (expected >= positions[0]) & (expected <= positions[-1])  # beyond: the edge value
+    torch.testing.assert_close(out[0, 0, 5][inside], expected[inside])

@@ -1,14 +1,18 @@
-"""Sweep fixtures: tiny search-space files (the Ray session is in tests/conftest.py)."""
+"""Sweep fixtures: tiny search-space files, a PostgreSQL server (the Ray session is in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import CHANNELS
+from tests.tune.postgres import PostgresServer, missing_binaries, start_postgres
 
 
 def space_data(synth_data: dict[str, Path] | None, storage: Path, **settings: Any
@@ -51,3 +55,12 @@ def write_space(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 server on a loopback port (tests/tune/postgres.py), one per session."""
+    reason = missing_binaries()
+    if reason:
+        pytest.skip(reason)
+    yield from start_postgres()

@@ -179,6 +179,7 @@ def test_loader_raises_input_error(tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["sweep"], ["sweep", "report"], ["sweep", "sync"],
+                                  ["sweep", "dashboard"],
                                   ["sweep", "space.yaml"]])
 def test_every_sweep_form_has_help(run_kp, argv):
     code, out, _ = run_kp(*argv, "--help")

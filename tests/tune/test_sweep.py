@@ -17,6 +17,7 @@ from kp_platform.cli.main import main as kp_main
 from kp_platform.config import load_config
 from kp_platform.training import read_checkpoint
 from kp_platform.tune.report import collect_trials
+from kp_platform.tune.rungs import read_rungs
 from kp_platform.tune.space import config_value
 from tests.tune.conftest import space_data, write_space
 from tests.wandb_records import offline_runs
@@ -89,6 +90,7 @@ def test_sampled_values_reach_training(sweep):
     assert len(set(lrs)) == 4  # every trial trained with its own learning rate
     first = json.loads((_trial_dir(sweep, _first_trial(sweep)) / "params.json").read_text())
     assert first == BASE_POINT  # the base config is the first trial
+    assert [tid for tid, row in sweep["rows"].items() if row.base] == [_first_trial(sweep)]
 
 
 def test_asha_stops_trials_on_fresh_ap_at_evaluation_epochs(sweep):
@@ -163,6 +165,22 @@ def test_wandb_run_per_trial_and_best_checkpoint_registered(sweep):
     best_epoch = max(best_row.curve, key=lambda point: point[1])[0]
     assert read_checkpoint(sweep["dir"] / "best" / "best.ckpt")["epoch"] == best_epoch - 1
     assert meta["config"]["optim"]["lr"] == best_row.values["optim.lr"]
+    # the report's plots go to the registration run too
+    (logged,) = [row for row in register.history if "report/val_map/_type" in row]
+    assert logged["report/val_map/_type"] == "image-file"
+    assert (register.path.parent / "files" / logged["report/val_map/path"]).is_file()
+
+
+def test_live_rung_decisions_are_recorded_with_the_cutoff_ray_used(sweep):
+    decisions = read_rungs(sweep["dir"])
+    rows = sweep["rows"]
+    assert decisions and {d.rung for d in decisions} == {2}  # max_epochs 4: one rung, at 2
+    for d in decisions:
+        # the recorded cut-off is the one ASHA compared with: stopped exactly when below it
+        assert d.stopped == (d.cutoff is not None and d.value < d.cutoff)
+        assert d.value == pytest.approx(dict(rows[d.trial_id].curve)[2])
+    stopped = {d.trial_id for d in decisions if d.stopped}
+    assert stopped == {tid for tid, r in rows.items() if r.status == "stopped (ASHA)"}
 
 
 def test_report_command(sweep, run_kp, tmp_path):
@@ -176,6 +194,17 @@ def test_report_command(sweep, run_kp, tmp_path):
     plot = cv2.imread(str(sweep["dir"] / "val_map.png"))
     assert plot is not None and plot.shape[2] == 3
     assert len(json.loads((tmp_path / "r.json").read_text())) == 4
+    base = sweep["rows"][_first_trial(sweep)]
+    assert f"base config (trial {base.trial_id}, completed): {base.best:.4f}" in out
+    stopped = [r for r in sweep["rows"].values() if r.status == "stopped (ASHA)"]
+    reached = sum(2 in dict(r.curve) for r in sweep["rows"].values())
+    assert f"epoch 2: {reached} trials reached it, {len(stopped)} stopped" in out
+    for row in stopped:
+        assert f"trial {row.trial_id} stopped at epoch 2: val/map 0.0000 < cut-off" in out
+    # the closing lines say where everything is
+    assert f"best checkpoint: {sweep['dir'] / 'best' / 'best.ckpt'}" in out
+    assert f"kp sweep sync {sweep['dir']}" in out
+    assert f"kp sweep dashboard {sweep['dir']}" in out
 
 
 def test_sync(sweep, run_kp, tmp_path, monkeypatch):
