@@ -167,13 +167,19 @@ def trained_run(synth_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
-    """The one Ray of the test session (2 CPUs, small object store, its own temp dir)."""
+    """The one Ray of the test session (2 CPUs, small object store, its own temp dir).
+
+    It advertises one GPU of type T4 that the machine need not have: Ray only counts GPUs, so
+    trials asking for fractions of it show how Ray packs them (tests/tune/test_gpu_trials.py),
+    while every trial's config trains on the CPU.
+    """
     import ray
 
     # A short path of its own: Ray's socket paths must stay under 107 characters, and a killed
     # head's leftovers must not reach other sessions.
     temp_dir = tempfile.mkdtemp(prefix="kpray-", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
+    ray.init(num_cpus=2, num_gpus=1, resources={"accelerator_type:T4": 1},
+             include_dashboard=False, object_store_memory=300 * 1024 * 1024,
              _temp_dir=temp_dir, log_to_driver=False)
     yield
     ray.shutdown()

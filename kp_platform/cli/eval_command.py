@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from kp_platform.cli.device_flags import add_device_flags
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -43,6 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "integer coordinates; corner: at +0.5); only the image-border check depends on it",
     )
     parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
+    add_device_flags(parser, "with --checkpoint: processes, one device each (DDP; N processes "
+                     "give the one-process metrics)")
     parser.set_defaults(func=run_eval)
 
 
@@ -62,6 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
         metrics = evaluate_checkpoint(
             args.checkpoint, args.data,
             overrides={k: v for k, v in overrides.items() if v is not None},
+            accelerator=args.accelerator, devices=args.devices, precision=args.precision,
         )
     else:
         if not (args.gt and args.pred):

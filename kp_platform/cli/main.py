@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExternalError as exc:  # a subprocess or network call failed: not the input's fault
         sys.stderr.write(f"error: {exc}\n")
         return 1
+    except FloatingPointError as exc:  # a NaN loss: every DDP rank stops with this one line
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

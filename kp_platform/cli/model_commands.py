@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-# kp_platform.inference.settings.ACCELERATORS, not imported so that `kp --help` stays fast.
-ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+from kp_platform.cli.device_flags import add_device_flags
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,9 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--workers", type=int, default=0,
                          help="loader processes that decode images and frames (default 0)")
-    predict.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
-                         help="auto: CUDA when present, else MPS, else the CPU")
-    predict.add_argument("--devices", type=int, default=1, help="prediction uses one device")
+    add_device_flags(predict, "prediction runs on one device (default 1)")
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser(
@@ -54,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="original image size the decoded keypoints refer to (default: "
                         "data.input_size)")
+    add_device_flags(export, "export traces the network on one device (default 1)")
     export.set_defaults(func=run_export)
 
 
@@ -62,9 +60,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from kp_platform.inference.sources import collect_sources
     from kp_platform.inference.stream import predict_sources
 
-    sources, rule = collect_sources(args.inputs)
     device = resolve_device(args.accelerator, args.devices)
-    detector = Detector.from_checkpoint(args.checkpoint, device)
+    sources, rule = collect_sources(args.inputs)
+    detector = Detector.from_checkpoint(args.checkpoint, device, precision=args.precision)
     entries = []
     for entry in predict_sources(detector, sources, rule, batch_size=args.batch_size,
                                  workers=args.workers, min_score=args.min_score,
@@ -82,12 +80,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from kp_platform.errors import InputError
-    from kp_platform.inference import export_model, load_module
+    from kp_platform.inference import export_model, load_module, resolve_device
 
     if args.image_size and not args.with_decoding:
         raise InputError("only the decoding maps keypoints to an image size; add "
                          "--with-decoding", "--image-size")
-    path = export_model(load_module(args.checkpoint), args.format, args.out,
+    device = resolve_device(args.accelerator, args.devices)
+    if args.precision != "32-true":
+        # Exported graphs take and give float32; autocast is a runtime setting, not a graph.
+        raise InputError(f"exported files are float32; {args.precision} applies to kp predict "
+                         "and kp eval", "--precision")
+    path = export_model(load_module(args.checkpoint, str(device)), args.format, args.out,
                         with_decoding=args.with_decoding, image_size=args.image_size)
     print(f"wrote {path}")
     return 0

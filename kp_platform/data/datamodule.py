@@ -39,7 +39,11 @@ class KeypointDataModule(pl.LightningDataModule):
         return self._loader(self.splits.train, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.splits.val, shuffle=False)
+        from kp_platform.training.distributed import validation_sampler
+
+        # Several processes: each image on exactly one rank (Lightning's sampler would pad).
+        sampler = validation_sampler(self.splits.val, self.trainer, self.data_cfg.batch_size)
+        return self._loader(self.splits.val, shuffle=False, sampler=sampler)
 
     def test_dataloader(self) -> DataLoader:
         if self.splits.test is None:

@@ -66,7 +66,9 @@ class KeypointDataset(Dataset):
         Returns:
             image: (3, H, W) float32 in [0, 1]; target_xy: per channel (n_c, 2) float32 in input
             pixels; gt_xy: per channel (n_c, 2) float64 in original pixels; affine: (4,) float64
-            [sx, sy, tx, ty] with x_in = sx * x_orig + tx; image_id: int; orig_size: (2,) [h, w].
+            [sx, sy, tx, ty] with x_in = sx * x_orig + tx; image_id: int; index: int (the
+            dataset index, which orders images for the metric across processes);
+            orig_size: (2,) [h, w].
         """
         record = self.coco.image_by_id[self.image_ids[index]]
         gt = self.keypoints[index].points
@@ -82,6 +84,7 @@ class KeypointDataset(Dataset):
             "gt_xy": [torch.as_tensor(g, dtype=torch.float64) for g in gt],
             "affine": torch.as_tensor(affine.as_array()),
             "image_id": record.id,
+            "index": index,
             "orig_size": torch.tensor([record.height, record.width]),
         }
 
@@ -92,7 +95,7 @@ def collate_keypoints(samples: list[dict[str, Any]]) -> dict[str, Any]:
     Returns:
         image: (B, 3, H, W); target_xy: (B, C, K, 2) float32 with target_mask: (B, C, K) bool;
         gt_xy: (B, C, G, 2) float64 with gt_mask: (B, C, G) bool; affine: (B, 4) float64;
-        image_id: (B,) int64; orig_size: (B, 2) int64. K and G are at least 1.
+        image_id: (B,) int64; index: (B,) int64; orig_size: (B, 2) int64. K and G are at least 1.
     """
     target_xy, target_mask = _pad([s["target_xy"] for s in samples], torch.float32)
     gt_xy, gt_mask = _pad([s["gt_xy"] for s in samples], torch.float64)
@@ -104,6 +107,7 @@ def collate_keypoints(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "gt_mask": gt_mask,
         "affine": torch.stack([s["affine"] for s in samples]),
         "image_id": torch.tensor([s["image_id"] for s in samples], dtype=torch.int64),
+        "index": torch.tensor([s.get("index", -1) for s in samples], dtype=torch.int64),
         "orig_size": torch.stack([s["orig_size"] for s in samples]),
     }
 

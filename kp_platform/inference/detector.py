@@ -26,9 +26,21 @@ from kp_platform.data.image_io import read_rgb
 from kp_platform.data.resize import resize_image
 from kp_platform.errors import InputError
 from kp_platform.heatmaps import Detections, decode_heatmaps
-from kp_platform.inference.settings import ACCELERATORS, DecodeOptions, resolve_device
+from kp_platform.inference.settings import (
+    ACCELERATORS,
+    DecodeOptions,
+    autocast,
+    check_precision,
+    resolve_device,
+    trainer_accelerator,
+)
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.checkpoints import checkpoint_config, read_checkpoint
+from kp_platform.training.distributed import (
+    build_strategy,
+    check_batches,
+    validation_sampler,
+)
 
 
 def load_module(path: str | Path, map_location: str = "cpu") -> KeypointModule:
@@ -47,18 +59,33 @@ class Detector:
         module: A trained KeypointModule (see `from_checkpoint`).
         device: Where the network and the peak decoding run: a torch device, or an
             accelerator name ("auto" picks CUDA, else MPS, else the CPU).
+        precision: "32-true", or "16-mixed" / "bf16-mixed" (the network under autocast; the
+            decoding always in float32).
     """
 
-    def __init__(self, module: KeypointModule, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: KeypointModule, device: str | torch.device = "auto",
+                 precision: str = "32-true") -> None:
         if isinstance(device, str) and device in ACCELERATORS:
             device = resolve_device(device)
         self.device = torch.device(device)
+        self.precision = check_precision(precision)
         self.module = module.to(self.device).eval()
         self.options = DecodeOptions.from_config(module.cfg)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Detector:
-        return cls(load_module(path), device)
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
+                        precision: str = "32-true", devices: int = 1) -> Detector:
+        """A Detector for a checkpoint (weights-only loading).
+
+        Args:
+            path: The checkpoint.
+            device: A torch device or an accelerator name (auto, cpu, cuda, mps).
+            precision: See the class.
+            devices: Prediction runs on one device; anything else is an InputError.
+        """
+        if isinstance(device, str) and device in ACCELERATORS:
+            device = resolve_device(device, devices)
+        return cls(load_module(path), device, precision)
 
     @property
     def config(self) -> Config:
@@ -100,7 +127,8 @@ class Detector:
             pixels, best first, in the labels' pixel convention (`data.pixel_origin`).
         """
         batch = images.to(self.device, non_blocking=True).float() / 255
-        logits = self.module(batch)
+        with autocast(self.device, self.precision):
+            logits = self.module(batch)
         options = self.options if min_score is None else dataclasses.replace(
             self.options, score_threshold=min_score)
         detections = decode_heatmaps(torch.sigmoid(logits.float()), **options.as_kwargs())
@@ -146,14 +174,24 @@ def evaluate_checkpoint(
     coco_json: str | Path,
     batch_size: int | None = None,
     overrides: dict[str, Any] | None = None,
+    *,
+    accelerator: str = "auto",
+    devices: int = 1,
+    precision: str = "32-true",
 ) -> dict[str, Any]:
     """Metrics of a checkpoint on a COCO dataset, through the Lightning validation loop.
+
+    With `devices` > 1 the images are split across processes (DDP, none repeated) and the
+    gathered metric is exactly the one-process metric (training/distributed.py).
 
     Args:
         path: The checkpoint.
         coco_json: Ground truth; its categories must provide the checkpoint's channels.
         batch_size: Default: the checkpoint's `data.batch_size`.
         overrides: Replacement `eval` settings, e.g. {"thresholds": [1, 2]}.
+        accelerator: auto (CUDA, else MPS, else the CPU), cpu, cuda or mps.
+        devices: Processes, one device each.
+        precision: "32-true", "16-mixed" or "bf16-mixed".
 
     Returns:
         The metrics dict (DESIGN.md "Metrics").
@@ -174,15 +212,33 @@ def evaluate_checkpoint(
                          f"{module.channel_names}", str(coco_json))
     dataset = KeypointDataset(coco, channels, input_size=data.input_size,
                               resize_mode=data.resize_mode, visible_only=data.visible_only)
-    loader = DataLoader(dataset, batch_size=batch_size or data.batch_size,
-                        collate_fn=collate_keypoints)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, enable_checkpointing=False)
+    if not isinstance(devices, int) or devices < 1:
+        raise InputError(f"devices must be a whole number >= 1, got {devices!r}", "--devices")
+    batch_size = batch_size or data.batch_size
+    check_batches(len(dataset), batch_size, devices)  # before any process starts
+    trainer = pl.Trainer(accelerator=trainer_accelerator(accelerator), devices=devices,
+                         strategy=build_strategy(devices), precision=check_precision(precision),
+                         logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*num_workers.*")
-        trainer.validate(module, dataloaders=loader, verbose=False)
+        trainer.validate(module, verbose=False,
+                         datamodule=_EvaluationData(dataset, batch_size))
     assert module.last_metrics is not None
     return module.last_metrics
+
+
+class _EvaluationData(pl.LightningDataModule):
+    """One validation loader; under DDP each image goes to exactly one process."""
+
+    def __init__(self, dataset: KeypointDataset, batch_size: int) -> None:
+        super().__init__()
+        self.dataset, self.batch_size = dataset, batch_size
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=self.batch_size, collate_fn=collate_keypoints,
+                          sampler=validation_sampler(self.dataset, self.trainer,
+                                                     self.batch_size))
 
 
 def _shifted(points: np.ndarray, offset: float) -> np.ndarray:

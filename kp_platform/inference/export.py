@@ -92,7 +92,9 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     model = build_export_model(module, with_decoding, image_size)
     height, width = module.cfg.data.input_size
-    example = torch.rand(2, 3, height, width)
+    # On the module's device (`kp export --accelerator`): a TorchScript file traced on CUDA
+    # keeps its tensors there; ONNX files are device-neutral.
+    example = torch.rand(2, 3, height, width, device=next(module.parameters()).device)
     if fmt == "torchscript":
         with torch.no_grad():
             traced = torch.jit.trace(model, example)

@@ -6,7 +6,9 @@ for prediction and export, so a prediction threshold separate from validation's 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -14,6 +16,9 @@ from kp_platform.config import Config
 from kp_platform.errors import InputError
 
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
+"""Lightning precision names accepted by prediction, evaluation and export."""
+_AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,33 @@ class DecodeOptions:
     def as_kwargs(self) -> dict[str, int | float | None]:
         return {"nms_radius": self.nms_radius, "score_threshold": self.score_threshold,
                 "top_k": self.top_k, "stride": self.stride}
+
+
+def check_precision(precision: str) -> str:
+    """Returns `precision` ("32" is "32-true").
+
+    Raises:
+        InputError: not one of PRECISIONS.
+    """
+    precision = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(precision,
+                                                                           precision)
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose from {PRECISIONS}",
+                         "--precision")
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    """The autocast context of `precision` on `device` (a no-op for 32-true)."""
+    dtype = _AUTOCAST.get(check_precision(precision))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def trainer_accelerator(accelerator: str) -> str:
+    """The Lightning accelerator name of a `--accelerator` value (checked as resolve_device)."""
+    return resolve_device(accelerator).type
 
 
 def resolve_device(accelerator: str = "auto", devices: int = 1) -> torch.device:

@@ -74,16 +74,15 @@ def _distance_stats(distances: torch.Tensor) -> dict[str, float | None]:
     """
     if distances.numel() == 0:
         return {"mean": None, "p50": None, "p90": None}
-    values = distances.cpu().numpy()
+    # Sorted first: the sum (and so the mean) is then the same whatever order the pairs came in
+    # (one process, or several whose states were gathered rank after rank).
+    values = np.sort(distances.cpu().numpy())
     last = len(values) - 1
-    # Only the order statistics either side of each percentile are needed: a partial sort.
     spots = {q: (q / 100.0 * last, math.floor(q / 100.0 * last)) for q in (50.0, 90.0)}
-    ranks = sorted({r for _, lo in spots.values() for r in (lo, min(lo + 1, last))})
-    part = np.partition(values, ranks)
     stats: dict[str, float | None] = {"mean": float(values.sum()) / len(values)}
     for q, (pos, lo) in spots.items():
-        low = float(part[lo])
-        stats[f"p{q:g}"] = low + (float(part[min(lo + 1, last)]) - low) * (pos - lo)
+        low = float(values[lo])
+        stats[f"p{q:g}"] = low + (float(values[min(lo + 1, last)]) - low) * (pos - lo)
     return stats
 
 

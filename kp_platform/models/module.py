@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
+from torchmetrics.aggregation import MeanMetric
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
@@ -45,6 +46,12 @@ class KeypointModule(pl.LightningModule):
         self.metric = KeypointAP(
             self.channel_names, self.cfg.eval.thresholds, self.cfg.eval.matching
         )
+        # Validation losses as metrics (a weighted sum and its weight, summed across ranks): under
+        # DDP ranks may run different numbers of batches, and Lightning's `sync_dist` average
+        # then weighs them wrongly (measured: 5/4 of the one-process loss with 4 + 1 images).
+        # The LR plateau and early stopping watch val/loss, so every rank must see the same.
+        self.val_losses = torch.nn.ModuleList(
+            MeanMetric(nan_strategy="disable") for _ in range(1 + len(self.channel_names)))
         self._target_buffer: Tensor | None = None
         self.force_evaluation = False
         """Set by `train()` to evaluate once more after early stopping ended a run."""
@@ -102,9 +109,14 @@ class KeypointModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
-        if not torch.isfinite(loss):
+        from kp_platform.training.distributed import all_ranks_finite
+
+        # Every rank agrees before raising: one rank raising alone leaves the others hanging.
+        if not all_ranks_finite(loss, self._trainer):
+            where = "" if not torch.isfinite(loss) else " on another process"
+            value = loss.item() if not torch.isfinite(loss) else "not finite"
             raise FloatingPointError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}"
+                f"training loss is {value}{where} at epoch {self.current_epoch}"
             )
         self._log_losses("train", loss, per_channel, len(batch["image"]))
         return loss
@@ -112,10 +124,17 @@ class KeypointModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         self.epochs_trained = self.current_epoch + 1
 
+    def on_validation_epoch_start(self) -> None:
+        # Imported here: kp_platform.training imports this module.
+        from kp_platform.training.distributed import share_rank_zero_buffers
+
+        # Several processes: evaluate rank 0's model (the one checkpoints hold) on every rank.
+        share_rank_zero_buffers(self, self._trainer)
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
-        self._log_losses("val", loss, per_channel, len(batch["image"]))
+        self._log_val_losses(loss, per_channel, len(batch["image"]))
         if self.evaluating:
             detections = self.decode(logits).to_original(batch["affine"])
             self.metric.update(
@@ -124,6 +143,9 @@ class KeypointModule(pl.LightningModule):
                 detections.valid,
                 batch["gt_xy"],
                 batch["gt_mask"],
+                # Dataset indices: gathered across ranks, they restore the one-process image
+                # order, which breaks score ties.
+                image_ids=batch.get("index"),
             )
 
     def on_validation_epoch_end(self) -> None:
@@ -137,10 +159,11 @@ class KeypointModule(pl.LightningModule):
         self.force_evaluation = False
         for name, per_threshold in metrics["ap"].items():
             for key, value in per_threshold.items():
-                self.log(f"val/ap/{name}/{key}", value)
+                self.log(f"val/ap/{name}/{key}", value, sync_dist=True)
         for key, value in metrics["mean_ap"].items():
-            self.log(f"val/mean_ap/{key}", value)
-        self.log("val/map", metrics["map"], prog_bar=True)
+            self.log(f"val/mean_ap/{key}", value, sync_dist=True)
+        # Equal on every rank (gathered state); sync_dist averages equal numbers: no change.
+        self.log("val/map", metrics["map"], prog_bar=True, sync_dist=True)
 
     @property
     def evaluating(self) -> bool:
@@ -162,11 +185,24 @@ class KeypointModule(pl.LightningModule):
             on_step=on_step,
             on_epoch=True,
             batch_size=batch_size,
+            # Averaged over ranks (training ranks run equally many batches: Lightning's sampler
+            # evens them out).
+            sync_dist=True,
         )
         for name, value in zip(self.channel_names, per_channel, strict=True):
             self.log(
-                f"{stage}/loss/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size
+                f"{stage}/loss/{name}", value, on_step=False, on_epoch=True,
+                batch_size=batch_size, sync_dist=True,
             )
+
+    def _log_val_losses(self, loss: Tensor, per_channel: Tensor, batch_size: int) -> None:
+        names = ["val/loss", *(f"val/loss/{name}" for name in self.channel_names)]
+        for metric, name, value in zip(self.val_losses, names, [loss, *per_channel],
+                                       strict=True):
+            metric.update(value.detach().float(), weight=batch_size)
+            # Lightning computes (synchronised) and resets the metric at the epoch's end.
+            self.log(name, metric, on_step=False, on_epoch=True, batch_size=batch_size,
+                     prog_bar=name == "val/loss")
 
     def configure_optimizers(self) -> Any:
         optim = self.cfg.optim

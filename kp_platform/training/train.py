@@ -25,6 +25,7 @@ from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
+from kp_platform.training.distributed import build_strategy
 from kp_platform.training.freeze import FreezeBatchNormStats, FreezeEncoder
 from kp_platform.training.visualize import PredictionImages
 from kp_platform.training.wandb_logging import (
@@ -113,6 +114,8 @@ def train(
         max_epochs=config.trainer.max_epochs,
         accelerator=config.trainer.accelerator,
         devices=config.trainer.devices,
+        # Several devices: DDP with rank 0 in this process (training/distributed.py says why).
+        strategy=build_strategy(config.trainer.devices, config.trainer.accelerator),
         precision=config.trainer.precision,
         callbacks=callbacks,
         logger=loggers,
@@ -136,7 +139,18 @@ def train(
             if module.last_evaluated_epoch < module.epochs_trained - 1:
                 # Early stopping ended the run between evaluations: evaluate the final weights.
                 module.force_evaluation = True
-                trainer.validate(module, datamodule=datamodule, verbose=False)
+                evaluator = trainer
+                if trainer.world_size > 1:
+                    # One process evaluates: the metrics equal the N-process ones by
+                    # construction, and a second DDP launch from this process hangs at the
+                    # rendezvous (seen on CPU/gloo; not understood yet).
+                    evaluator = pl.Trainer(
+                        accelerator=config.trainer.accelerator, devices=1,
+                        precision=config.trainer.precision, callbacks=callbacks,
+                        logger=loggers, default_root_dir=run_dir, enable_checkpointing=False,
+                        enable_progress_bar=config.trainer.progress_bar,
+                        enable_model_summary=False)
+                evaluator.validate(module, datamodule=datamodule, verbose=False)
     except BaseException:
         if wandb_logger is not None:
             # Close the run with a failure record: a retry (same run directory) continues it.

@@ -47,14 +47,24 @@ class TuneReportCallback(pl.Callback):
             # Tune's way of stopping a trial: end training after this epoch and let `train()`
             # close the wandb run and write its files (`trainable.graceful` waits for that).
             self.stopped = True
+        if trainer.world_size > 1:
+            # Only rank 0 hears Tune's decision; every DDP rank must stop at the same epoch.
+            self.stopped = trainer.strategy.reduce_boolean_decision(self.stopped, all=False)
+        if self.stopped:
             trainer.should_stop = True
 
 
 def report_with_checkpoint(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    """`tune.report` with a full Lightning checkpoint (optimizer and loop state included)."""
-    from ray import tune
+    """`tune.report` with a full Lightning checkpoint (optimizer and loop state included).
 
+    Under DDP every rank calls it (saving a checkpoint is collective) and rank 0, the trial's
+    own process, writes the file and reports; the other ranks are not in Tune's session.
+    """
     with tempfile.TemporaryDirectory(prefix="kp-tune-ckpt-") as folder:
         trainer.save_checkpoint(Path(folder) / CHECKPOINT_FILE, weights_only=False)
+        if trainer.global_rank != 0:
+            return
+        from ray import tune
+
         # Tune copies the folder into the trial's storage before `report` returns.
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

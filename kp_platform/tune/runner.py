@@ -46,15 +46,22 @@ def check_resources(spec: SweepSpec) -> None:
 
     if not spec.resources.check_cluster:
         return
+    from kp_platform.tune.trial_devices import type_resource
+
     need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    kind = spec.resources.accelerator_type
+    if kind:
+        need[type_resource(kind)] = 1.0  # the node has GPUs of that type
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(all(res.get(k, 0.0) >= v for k, v in need.items() if v) for res in nodes):
         return
-    have = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
+    have = {k: v for k, v in ray.cluster_resources().items()
+            if k in ("CPU", "GPU") or k.startswith("accelerator_type:")}
+    asked = f" of type {kind}" if kind else ""
     raise InputError(
-        f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU "
-        f"but no node of the Ray cluster has that (cluster: {have}); lower the request, or set "
-        "resources.check_cluster=false on an autoscaling cluster", str(spec.path))
+        f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU"
+        f"{asked} but no node of the Ray cluster has that (cluster: {have}); lower the request, "
+        "or set resources.check_cluster=false on an autoscaling cluster", str(spec.path))
 
 
 def check_local_resources(spec: SweepSpec) -> None:
@@ -96,8 +103,10 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
         resume: Insist on restoring (an error when there is nothing to restore).
     """
     from kp_platform.tune.preflight import preflight
+    from kp_platform.tune.trial_devices import check_trial_devices
 
     preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
+    check_trial_devices(spec)
     check_local_resources(spec)
     # Before Ray too: a second driver on this experiment stops here, naming the first.
     with DriverLock(spec.experiment_dir):
@@ -164,11 +173,13 @@ def build_trainable(spec: SweepSpec) -> Any:
 
     from kp_platform.tune.lifecycle import graceful
     from kp_platform.tune.trainable import run_trial
+    from kp_platform.tune.trial_devices import trial_base, trial_resources
 
     experiment = None if spec.remote_storage else str(spec.experiment_dir)
-    bound = graceful(tune.with_parameters(run_trial, base=config_to_dict(spec.base),
+    # trainer.devices follows resources.gpu: N whole GPUs run the trial as N DDP processes.
+    bound = graceful(tune.with_parameters(run_trial, base=config_to_dict(trial_base(spec)),
                                           experiment_dir=experiment))
-    return tune.with_resources(bound, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    return tune.with_resources(bound, trial_resources(spec))
 
 
 def build_tuner(spec: SweepSpec, trainable: Any) -> Any:

@@ -80,12 +80,17 @@ class Resources:
 
     cpu: float = 1.0
     gpu: float = 0.0
+    """A fraction packs trials on one GPU (0.25: four); N > 1 runs a trial on N GPUs (DDP)."""
+    accelerator_type: str | None = None
+    """Only nodes with this GPU type (Ray's `accelerator_type:<TYPE>` resource, e.g. A100)."""
     check_cluster: bool = True
     """Refuse a request no node of the running cluster can hold (it would stay PENDING forever).
     Turn off on an autoscaling cluster whose GPU nodes are not up yet."""
 
     def checks(self) -> dict[str, tuple[bool, str]]:
-        return {"cpu": (self.cpu > 0, "must be > 0"), "gpu": (self.gpu >= 0, "must be >= 0")}
+        return {"cpu": (self.cpu > 0, "must be > 0"), "gpu": (self.gpu >= 0, "must be >= 0"),
+                "accelerator_type": (self.accelerator_type is None or self.gpu > 0,
+                                     "needs resources.gpu > 0")}
 
 
 @dataclass

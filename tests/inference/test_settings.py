@@ -8,11 +8,12 @@ from kp_platform.errors import InputError
 from kp_platform.inference import DecodeOptions, Detector, load_module, resolve_device
 
 
-def test_the_command_offers_the_accelerators_there_are():
-    from kp_platform.cli.model_commands import ACCELERATORS as offered
-    from kp_platform.inference.settings import ACCELERATORS
+def test_the_commands_offer_the_accelerators_and_precisions_there_are():
+    from kp_platform.cli import device_flags
+    from kp_platform.inference.settings import ACCELERATORS, PRECISIONS
 
-    assert offered == ACCELERATORS
+    assert device_flags.ACCELERATORS == ACCELERATORS
+    assert device_flags.PRECISIONS == PRECISIONS
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu():

@@ -24,11 +24,14 @@ def _space(tmp_path, synth_data=None, **settings):
                        space_data(synth_data, tmp_path / "sweeps", **settings))
 
 
-def test_gpu_request_on_a_gpu_less_cluster_is_refused(ray_session, synth_data, tmp_path, run_kp):
-    path = _space(tmp_path, synth_data, resources={"cpu": 1, "gpu": 1})
+def test_gpu_request_beyond_every_node_is_refused(ray_session, synth_data, tmp_path, run_kp):
+    # The session's Ray advertises one GPU (tests/conftest.py): two per trial fit no node.
+    data = space_data(synth_data, tmp_path / "sweeps", resources={"cpu": 1, "gpu": 2})
+    data["base"]["overrides"]["trainer.accelerator"] = "auto"
+    path = write_space(tmp_path / "space.yaml", data)
     code, _, err = run_kp("sweep", path)
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 1 GPU but no "
+    assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 2 GPU but no "
                           "node of the Ray cluster has that")
     assert not (tmp_path / "sweeps").exists()  # refused before Tune started (no PENDING trial)
 
