@@ -12,7 +12,7 @@
 
 Goal (issue 12): the no-stopping best within 0.02 on at most 40% of the trial-epochs.
 
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py                   # about 40 min
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py                   # 20-25 min
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 4 --max-epochs 4 \
         --set data.input_size=[64,64]                                       # a few minutes
 
@@ -38,7 +38,7 @@ GRID = [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (2, 4)]  # (grace in evaluations
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configs", type=int, default=12, help="configurations in the list")
+    parser.add_argument("--configs", type=int, default=10, help="configurations in the list")
     parser.add_argument("--seed", type=int, default=0, help="the list's sampling seed")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="each trial's epochs (default: the demo space's asha.max_epochs)")
