@@ -65,7 +65,7 @@ def test_failing_wandb_registration_is_one_line(tmp_path, monkeypatch):
     spec = SimpleNamespace(base=SimpleNamespace(logging=SimpleNamespace(wandb=wandb_cfg)),
                            name="demo", metric="val/map", experiment_dir=tmp_path / "demo")
     with pytest.raises(ExternalError) as caught:
-        _log_registration(spec, tmp_path / "best.ckpt", {}, tmp_path)
+        _log_registration(spec, tmp_path / "best.ckpt", {}, tmp_path, plots=[])
     assert str(caught.value) == (f"{tmp_path / 'demo'}: the best checkpoint is in {tmp_path}, "
                                  "but logging it to wandb failed: ConnectionError: "
                                  "api.wandb.ai unreachable")
