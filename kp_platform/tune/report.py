@@ -36,8 +36,12 @@ class TrialRow:
     """The trial evaluated the base config's own values (`search.evaluate_base`)."""
 
 
-def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRow]:
+def collect_trials(experiment: str | Path, metric: str = METRIC,
+                   study_trials: dict[str, Any] | None = None) -> list[TrialRow]:
     """The trials of a Tune experiment folder, in creation order.
+
+    Args:
+        study_trials: `optuna_trials_by_tune_id(experiment)`, when the caller has it already.
 
     Raises:
         InputError: not a Tune experiment folder.
@@ -51,7 +55,8 @@ def collect_trials(experiment: str | Path, metric: str = METRIC) -> list[TrialRo
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None
     frames = analysis.trial_dataframes
-    optuna_trials = optuna_trials_by_tune_id(Path(experiment))
+    optuna_trials = (optuna_trials_by_tune_id(Path(experiment)) if study_trials is None
+                     else study_trials)
     fifo = _scheduler(Path(experiment)) == "fifo"
     rows = []
     for trial in analysis.trials:
@@ -262,11 +267,12 @@ def make_report(experiment: str | Path, plot: str | Path | None = None,
     from kp_platform.tune.rungs import read_rungs
 
     experiment = Path(experiment)
-    rows = collect_trials(experiment, metric)
+    study_trials = optuna_trials_by_tune_id(experiment)
+    rows = collect_trials(experiment, metric, study_trials)
     settings = saved_settings(experiment)
     reduction_factor = float((settings.get("asha") or {}).get("reduction_factor", 2))
     decisions = read_rungs(experiment)
-    importances = parameter_importances(rows, optuna_trials_by_tune_id(experiment), metric,
+    importances = parameter_importances(rows, study_trials, metric,
                                         str(settings.get("mode", "max")))
     plot = Path(plot) if plot else experiment / "val_map.png"
     base = next((row.trial_id for row in rows if row.base), None)

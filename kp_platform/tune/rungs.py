@@ -48,18 +48,22 @@ class RecordingASHA(AsyncHyperBandScheduler):
     def __init__(self, *, log_path: str | Path | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._log_path = None if log_path is None else str(log_path)
+        self.decisions: list[RungDecision] = []
+        """Every rung decision so far, in order."""
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         rung = self._pending_rung(trial.trial_id, result)
         action = super().on_trial_result(tune_controller, trial, result)
-        if rung is not None and self._log_path is not None:
+        if rung is not None:
             milestone, cutoff = rung
             decision = RungDecision(
                 trial_id=trial.trial_id, rung=milestone, value=float(result[self._metric]),
                 cutoff=None if cutoff is None else float(self._metric_op * cutoff),
                 stopped=action == TrialScheduler.STOP)
-            with open(self._log_path, "a") as log:
-                log.write(json.dumps(decision.__dict__) + "\n")
+            self.decisions.append(decision)
+            if self._log_path is not None:
+                with open(self._log_path, "a") as log:
+                    log.write(json.dumps(decision.__dict__) + "\n")
         return action
 
     def _pending_rung(self, trial_id: str, result: dict) -> tuple[int, float | None] | None:
@@ -151,7 +155,6 @@ def replay_asha(
     running = 0
     spent: dict[str, int] = {}
     stopped_at: dict[str, int] = {}
-    decisions: list[RungDecision] = []
     best = -math.inf
 
     def start(trial_id: str, now: float) -> None:
@@ -172,13 +175,8 @@ def replay_asha(
         value = curves[trial_id][epoch]
         best = max(best, sign * value)
         spent[trial_id] = epoch
-        rung = scheduler._pending_rung(trial_id, {"epoch": epoch, "value": value})
         action = scheduler.on_trial_result(None, TrialRef(trial_id), {"epoch": epoch,
                                                                     "value": value})
-        if rung is not None:
-            decisions.append(RungDecision(trial_id, rung[0], value,
-                                          None if rung[1] is None else sign * rung[1],
-                                          action == TrialScheduler.STOP))
         last = epoch == max(e for e in curves[trial_id] if e <= max_epochs)
         if action == TrialScheduler.STOP or last:
             # As Tune does for a trial that ends: the bracket sees its final result again.
@@ -192,7 +190,8 @@ def replay_asha(
     total = sum(max(e for e in c if e <= max_epochs) for c in curves.values())
     every = max(sign * v for c in curves.values() for e, v in c.items() if e <= max_epochs)
     return Replay(stopped_at=stopped_at, epochs_spent=sum(spent.values()), epochs_total=total,
-                  best=sign * best, best_without_stopping=sign * every, decisions=decisions)
+                  best=sign * best, best_without_stopping=sign * every,
+                  decisions=scheduler.decisions)
 
 
 @dataclass(frozen=True)
