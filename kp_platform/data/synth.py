@@ -67,7 +67,7 @@ _FLAT_CLOTH_P = 0.25  # synthetic domain: P(flat-coloured cloth), else procedura
 _BACKGROUND_P = (0.3, 0.4, 0.3)  # synthetic domain: P(gradient, fractal noise, pattern)
 _MAX_DISTRACTORS = 4  # synthetic domain: 0..4 clutter shapes on the background
 _DECIMALS = 3  # rounding of floats in the JSON, for stable bytes
-_photos: list[np.ndarray] | None = None  # loaded once, before the pool forks
+_photos: list[np.ndarray] | None = None  # loaded once per process, on first use
 
 
 def generate_dataset(
@@ -114,8 +114,6 @@ def generate_dataset(
 
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    if domain == "real":
-        _load_photos()  # in the parent, so forked workers share the decoded photos
     digits = max(6, len(str(num_images - 1)))
     tasks = [(i, int(seed), domain, int(image_size), str(out), digits) for i in range(num_images)]
 
@@ -155,7 +153,7 @@ def generate_dataset(
 
 
 def _run(tasks: list[tuple], workers: int) -> Iterator[tuple[int, str, list[dict[str, Any]]]]:
-    """Renders the tasks in order, in a fork pool when more than one worker is asked for."""
+    """Renders the tasks in order, in a process pool when more than one worker is asked for."""
     if workers <= 1:
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)  # tiny images: OpenCV's thread pool costs more than it saves
@@ -164,9 +162,13 @@ def _run(tasks: list[tuple], workers: int) -> Iterator[tuple[int, str, list[dict
         finally:
             cv2.setNumThreads(threads)  # leave the caller's process as it was
         return
-    # Small chunks keep the bar moving and balance the load; fork avoids re-importing per worker.
+    # Small chunks keep the bar moving and balance the load.
     chunksize = max(1, min(32, len(tasks) // (workers * 8)))
-    ctx = multiprocessing.get_context("fork")
+    # Workers fork from a fork server, not from the caller: the caller may run threads (Ray,
+    # wandb, OpenMP), and a child forked from a threaded process can wait forever on a lock
+    # another thread held (seen in the test suite). The server imports this module once.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
         yield from pool.imap(_render_task, tasks, chunksize=chunksize)
 
