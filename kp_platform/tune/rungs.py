@@ -150,6 +150,7 @@ def replay_asha(
     sign = 1.0 if mode == "max" else -1.0
     queue = list(order if order is not None else curves)
     speed = {t: (epoch_seconds or {}).get(t, 1.0) for t in queue}
+    final_epoch = {t: max(e for e in c if e <= max_epochs) for t, c in curves.items()}
     events: list[tuple[float, int, str, int]] = []  # (time, tie-break, trial, epoch)
     counter = 0
     running = 0
@@ -177,7 +178,7 @@ def replay_asha(
         spent[trial_id] = epoch
         action = scheduler.on_trial_result(None, TrialRef(trial_id), {"epoch": epoch,
                                                                     "value": value})
-        last = epoch == max(e for e in curves[trial_id] if e <= max_epochs)
+        last = epoch == final_epoch[trial_id]
         if action == TrialScheduler.STOP or last:
             # As Tune does for a trial that ends: the bracket sees its final result again.
             scheduler.on_trial_complete(None, TrialRef(trial_id), {"epoch": epoch,
@@ -187,7 +188,7 @@ def replay_asha(
             running -= 1
             if queue:
                 start(queue.pop(0), now)
-    total = sum(max(e for e in c if e <= max_epochs) for c in curves.values())
+    total = sum(final_epoch.values())
     every = max(sign * v for c in curves.values() for e, v in c.items() if e <= max_epochs)
     return Replay(stopped_at=stopped_at, epochs_spent=sum(spent.values()), epochs_total=total,
                   best=sign * best, best_without_stopping=sign * every,
