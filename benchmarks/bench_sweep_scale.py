@@ -158,10 +158,17 @@ SAMPLER_SETTINGS = [
 ]
 
 
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite study, its write-ahead log included."""
+    import sqlite3
+
+    target.unlink(missing_ok=True)
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
 def compare_samplers(experiment: Path, repeats: int = 5) -> None:
     """Times one suggestion per sampler setting on a copy of a finished run's study."""
-    import shutil
-
     import optuna
 
     from kp_platform.tune.parameters import SpaceSampler
@@ -177,7 +184,7 @@ def compare_samplers(experiment: Path, repeats: int = 5) -> None:
     # statement cache would otherwise count against it.
     for sampler, candidates, multivariate in [SAMPLER_SETTINGS[0], *SAMPLER_SETTINGS]:
         database = root / f"{sampler}-{candidates}-{multivariate}.db"
-        shutil.copy(experiment / "optuna.db", database)  # (the warm-up's copy is replaced)
+        copy_database(experiment / "optuna.db", database)  # (replaces the warm-up's copy)
         study = optuna.load_study(study_name="scale", storage=f"sqlite:///{database}",
                                   sampler=build_sampler(SearchSettings(
                                       sampler=sampler, n_ei_candidates=candidates,
@@ -208,7 +215,9 @@ def main() -> None:
     parser.add_argument("--multivariate", action="store_true")
     parser.add_argument("--max-concurrent", type=int, default=4)
     parser.add_argument("--num-cpus", type=int, default=2)
-    parser.add_argument("--checkpoint-period-s", type=float, default=1.0)
+    parser.add_argument("--checkpoint-period-s", default=None,
+                        help="seconds between experiment snapshots, or auto (default: the "
+                        "sweep's own default for a local disk)")
     parser.add_argument("--samplers-on", type=Path, default=None, metavar="DIR",
                         help="only time each sampler setting on this finished run's study")
     args = parser.parse_args()
@@ -223,7 +232,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="kp-scale-"))
     spec = build_spec(args, root)
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = format(spec.snapshot_period(), "g")
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(spec.snapshot_period())
     os.environ["TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S"] = "0"
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     ray_temp = tempfile.mkdtemp(prefix="kpray-")
@@ -268,7 +277,7 @@ def main() -> None:
     stopped = sum(1 for r in results if (r.metrics or {}).get("epoch", 0) < spec.asha.max_epochs)
     print(f"trials: {n} ({stopped} stopped by ASHA), sampler {args.sampler} "
           f"(n_ei_candidates {args.n_ei_candidates}, multivariate {args.multivariate}), "
-          f"max_concurrent {args.max_concurrent}, snapshot every {spec.snapshot_period():g} s")
+          f"max_concurrent {args.max_concurrent}, snapshot period {spec.snapshot_period()}")
     print(f"wall {wall:.0f} s ({wall / n * 1000:.0f} ms per trial); driver cpu {cpu:.1f} s")
     print(f"driver rss: start {rss_start:.0f} MB, " + ", ".join(
         f"{k} trials {v:.0f} MB" for k, v in sorted(RSS.items())))

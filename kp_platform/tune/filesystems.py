@@ -86,3 +86,8 @@ def shared_storage_reason(storage_path: str, experiment: Path,
     if is_network_filesystem(fstype):
         return f"storage_path {storage_path} is on a network filesystem ({fstype})"
     return None
+
+
+def on_local_disk(path: str | Path) -> bool:
+    """Whether `path` is (or would be) on this machine's own disk, not a network filesystem."""
+    return not is_network_filesystem(filesystem_type(path))

@@ -12,6 +12,7 @@ import yaml
 
 from kp_platform.config import config_to_dict
 from kp_platform.errors import InputError
+from kp_platform.tune.filesystems import on_local_disk
 from kp_platform.tune.lock import LOCK_FILE, DriverLock
 from kp_platform.tune.parameters import SpaceSampler
 from kp_platform.tune.space import SweepSpec
@@ -121,7 +122,7 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     # Snapshot the experiment often on a local disk: a trial started after the last snapshot is
     # lost (and re-suggested) when the driver dies, and trials are far longer than a snapshot.
     # On remote storage each snapshot uploads the whole state: see SweepSpec.snapshot_period.
-    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = format(spec.snapshot_period(), "g")
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(spec.snapshot_period())
     # ...and each reported checkpoint forces one anyway; Tune would warn about that every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     experiment = spec.experiment_dir
@@ -256,7 +257,8 @@ def build_searcher(spec: SweepSpec) -> Any:
         sampler=build_sampler(spec.search),
         study_name=spec.name,
         # The password (if any) is read per connection: never part of what Tune pickles.
-        storage=open_storage(study_location(spec)),
+        storage=open_storage(study_location(spec),
+                             local_disk=on_local_disk(spec.experiment_dir)),
     )
 
 

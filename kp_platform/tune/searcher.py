@@ -90,3 +90,7 @@ class PrunedAwareOptunaSearch(OptunaSearch):
                 and int(result.get("epoch", 0)) < self.max_epochs):
             result = {k: v for k, v in result.items() if k != self.metric}
         super().on_trial_complete(trial_id, result, error)
+        # The study holds the finished trial; kept here, its handle would only grow the
+        # searcher that Tune pickles into every experiment snapshot (and the driver's memory).
+        self._ot_trials.pop(trial_id, None)
+        self._reported.pop(trial_id, None)

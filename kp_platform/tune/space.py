@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kp_platform.config import (
     Config,
@@ -44,7 +44,7 @@ SCHEDULERS = ("asha", "fifo")
 # The declared types of the top-level settings; the sections' come from their dataclasses.
 _SCALARS = {"name": str, "metric": str, "mode": str, "scheduler": str, "eval_every": int,
             "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int,
-            "checkpoint_period_s": float}
+            "checkpoint_period_s": float | Literal["auto"]}
 _SECTIONS = {"search": SearchSettings, "asha": AshaSettings, "resources": Resources,
              "wandb": WandbSettings, "ray": RaySettings}
 # Set by the sweep itself: sampling them would break ASHA's rungs or the experiment layout.
@@ -58,7 +58,8 @@ RESOURCE_KEYS = ("trainer.devices", "trainer.accelerator", "data.num_workers")
 # Files a config names: made absolute in the base config, and must be absolute when sampled.
 PATH_KEYS = ("data.train", "data.val", "data.test", "data.replay", "data.channels",
              "model.pretrained_path", "model.init_from")
-LOCAL_SNAPSHOT_S = 1.0
+AUTO_SNAPSHOT = "auto"
+"""Tune's adaptive snapshot period: at least 10 s, and at most 5% of the driver's time."""
 REMOTE_SNAPSHOT_S = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -84,9 +85,9 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     storage_path: str = "sweeps"
     max_failures: int = 1
-    checkpoint_period_s: float | None = None
-    """Seconds between snapshots of the experiment (Tune's TUNE_GLOBAL_CHECKPOINT_S); default:
-    `snapshot_period()`."""
+    checkpoint_period_s: float | str | None = None
+    """Seconds between snapshots of the experiment (Tune's TUNE_GLOBAL_CHECKPOINT_S), or
+    `auto`; default: `snapshot_period()`."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     ray: RaySettings = field(default_factory=RaySettings)
 
@@ -100,13 +101,16 @@ class SweepSpec:
         root = Path("sweeps") if self.remote_storage else Path(self.storage_path)
         return root.absolute() / self.name
 
-    def snapshot_period(self) -> float:
-        """The experiment snapshot period: the setting, else 1 s on a local disk (a trial
-        started after the last snapshot of a killed driver is lost) and 30 s on remote storage
-        (each snapshot uploads the whole experiment state, which grows with the trials)."""
+    def snapshot_period(self) -> float | str:
+        """The experiment snapshot period: the setting, else 30 s on remote storage (each
+        snapshot uploads the whole experiment state, which grows with the trials) and `auto` on
+        a local disk. Each snapshot writes every trial's state, so at a fixed period their cost
+        grows with the trials (174 ms each at 1000 trials, benchmarks/RESULTS.md); `auto`
+        keeps it to 5% of the driver's time. A killed driver loses the trials started after
+        its last snapshot (`tidy_orphans`), each at most one period old."""
         if self.checkpoint_period_s is not None:
             return self.checkpoint_period_s
-        return REMOTE_SNAPSHOT_S if self.remote_storage else LOCAL_SNAPSHOT_S
+        return REMOTE_SNAPSHOT_S if self.remote_storage else AUTO_SNAPSHOT
 
     def points_to_evaluate(self) -> list[dict[str, Any]]:
         """The enqueued first trials: the base config's values (if asked), then the file's."""
@@ -146,8 +150,9 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
             setattr(spec, key, _integer(data[key], key, source))
     spec.storage_path = str(data.get("storage_path", spec.storage_path))
     if data.get("checkpoint_period_s") is not None:
-        spec.checkpoint_period_s = coerce(data["checkpoint_period_s"], float,
-                                          "checkpoint_period_s", source)
+        spec.checkpoint_period_s = coerce(data["checkpoint_period_s"],
+                                          _SCALARS["checkpoint_period_s"], "checkpoint_period_s",
+                                          source)
     spec.scheduler = data.get("scheduler", spec.scheduler)
     if spec.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
@@ -362,7 +367,7 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
             raise InputError(f"{key} must be >= 1 (got {getattr(spec, key)})", source)
     if spec.max_failures < -1:
         raise InputError("max_failures must be >= 0, or -1 for no limit", source)
-    if spec.checkpoint_period_s is not None and spec.checkpoint_period_s <= 0:
+    if isinstance(spec.checkpoint_period_s, float) and spec.checkpoint_period_s <= 0:
         raise InputError(f"checkpoint_period_s must be > 0 (got {spec.checkpoint_period_s})",
                          source)
     if spec.search.storage:

@@ -134,11 +134,46 @@ class PasswordConnect:
         return psycopg.connect(**self.params, password=read_password(self.location))
 
 
-def open_storage(location: StudyLocation) -> Any:
-    """Optuna's RDB storage for `location`, reading the password (if any) per connection."""
+class SqliteConnect:
+    """SQLAlchemy `creator` for a study on this machine's disk: write-ahead logging, and an
+    fsync per checkpoint of the log instead of one per commit.
+
+    The sweep's driver commits several times per trial (the suggestion's parameters, each
+    evaluation's AP, the final state); SQLite's default journal fsyncs every commit, which
+    was most of the driver's time in the study at scale (benchmarks/RESULTS.md). After a power
+    cut the last commits may be lost, never the database; readers (`kp sweep report`, the
+    dashboard) no longer block the driver. Only for local disks: WAL needs shared memory
+    between the processes that open the file, which a network filesystem does not give.
+
+    Args:
+        path: The database file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> Any:
+        import sqlite3
+
+        connection = sqlite3.connect(self.path, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+
+def open_storage(location: StudyLocation, local_disk: bool = False) -> Any:
+    """Optuna's RDB storage for `location`, reading the password (if any) per connection.
+
+    Args:
+        local_disk: The SQLite file is on this machine's own disk (`SqliteConnect`).
+    """
     import optuna
 
     engine_kwargs: dict[str, Any] = {}
+    if location.is_sqlite and local_disk:
+        from sqlalchemy.engine import make_url
+
+        engine_kwargs["creator"] = SqliteConnect(str(make_url(location.url).database))
     if location.url.startswith("postgresql+psycopg") and (location.password_env
                                                          or location.password_file):
         engine_kwargs["creator"] = PasswordConnect(location)

@@ -248,8 +248,9 @@ def test_sweep_survives_the_loss_of_a_node(cluster, synth_data, tmp_path):
 def test_killed_job_driver_is_resumed_by_a_second_job(cluster, synth_data, tmp_path):
     # The production layout: the head (driver) takes no trials, the second node runs them all.
     head, node = _start(cluster, head_cpus=0)
+    # A snapshot every second, so that the mid-run trial is in the last one (see test_faults).
     space, experiment = _sweep(synth_data, tmp_path, "driverkill", num_samples=2,
-                               max_concurrent=1, max_failures=1)
+                               max_concurrent=1, max_failures=1, checkpoint_period_s=1)
     first = cluster.submit("driverkill-1", [KP, "sweep", str(space)], working_dir=REPO)
     watch = Watch(cluster, experiment)
 

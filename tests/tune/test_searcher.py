@@ -61,3 +61,22 @@ def test_under_fifo_a_trial_that_stopped_itself_is_complete(tmp_path):
     assert trials["self_stopped"].state.name == "COMPLETE"
     assert trials["self_stopped"].value == 0.2
     assert trials["crashed"].state.name == "FAIL"
+
+
+def test_the_searcher_forgets_finished_trials(search):
+    """What Tune pickles into every snapshot stays the size of the running trials: the study
+    holds the finished ones."""
+    import pickle
+
+    searcher, _ = search
+    for index in range(21):
+        _run(searcher, f"t{index}", [2, 4])
+    searcher.suggest("running")
+    searcher.on_trial_result("running", {"val/map": 0.1, "epoch": 2})
+    assert set(searcher._ot_trials) == {"running"} and set(searcher._reported) == {"running"}
+    searcher.on_trial_complete("running", {"val/map": 0.3, "epoch": 4})
+    assert searcher._ot_trials == {} and searcher._reported == {}
+    restored = pickle.loads(pickle.dumps(searcher))  # as Tune restores it
+    restored.on_trial_complete("running", {"val/map": 0.3, "epoch": 4})  # a repeat: ignored
+    study = optuna.load_study(study_name="s", storage=searcher._ot_study._storage)
+    assert len(study.trials) == 22 and all(t.state.name == "COMPLETE" for t in study.trials)

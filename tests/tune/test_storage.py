@@ -125,8 +125,13 @@ def test_sqlite_is_refused_on_remote_storage(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="s3://bucket/kp is remote storage"):
         check_study_storage(spec)
     assert spec.snapshot_period() == 30.0  # snapshots upload: not every second
-    assert _spec(tmp_path).snapshot_period() == 1.0
+    assert _spec(tmp_path).snapshot_period() == "auto"  # local: Tune's adaptive period
     assert _spec(tmp_path, checkpoint_period_s=5).snapshot_period() == 5.0
+    assert _spec(tmp_path, checkpoint_period_s="auto").snapshot_period() == "auto"
+    with pytest.raises(InputError, match="checkpoint_period_s: expected float or one of 'auto'"):
+        _spec(tmp_path, checkpoint_period_s="often")
+    with pytest.raises(InputError, match="checkpoint_period_s must be > 0"):
+        _spec(tmp_path, checkpoint_period_s=0)
 
 
 def test_network_filesystems_are_recognised(tmp_path):
@@ -169,3 +174,36 @@ def test_default_study_is_sqlite_in_the_experiment(tmp_path):
     storage = open_storage(location)
     optuna.create_study(study_name="t", storage=storage)
     assert experiment_study(spec.experiment_dir).study_name == "t"
+
+
+def test_a_local_sqlite_study_uses_write_ahead_logging(tmp_path):
+    """On this machine's disk: WAL, one fsync per log checkpoint (the driver commits several
+    times a trial); elsewhere SQLite's default journal, which a network filesystem can hold."""
+    import sqlite3
+
+    spec = _spec(tmp_path)
+    spec.experiment_dir.mkdir(parents=True)
+    location = study_location(spec)
+    storage = open_storage(location, local_disk=True)
+    study = optuna.create_study(study_name="t", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=3)
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    database = spec.experiment_dir / "optuna.db"
+    assert sqlite3.connect(database).execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    # Tune pickles the searcher with its storage: the copy opens the same database
+    copy = pickle.loads(pickle.dumps(storage))
+    assert len(optuna.load_study(study_name="t", storage=copy).trials) == 3
+    # a plain reader (the report, the dashboard) sees every committed trial
+    assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{database}").trials) == 3
+
+    other = tmp_path / "other.db"
+    plain = open_storage(runner_location(other), local_disk=False)
+    optuna.create_study(study_name="t", storage=plain)
+    assert sqlite3.connect(other).execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def runner_location(database: Path):
+    from kp_platform.tune.storage import StudyLocation
+
+    return StudyLocation(f"sqlite:///{database}", "t")
