@@ -21,8 +21,11 @@ snapshot the experiment) while the trials cost next to nothing. Printed:
 - its resident memory after 100, 500 and 1000 finished trials (10 %, 50 %, 100 % of --trials);
 - the sampler's time per suggestion with 10, 100 and 1000 finished trials (the last measured
   on the finished study, as the next suggestion would be);
-- the experiment snapshots (Tune's `save_to_dir`, every TUNE_GLOBAL_CHECKPOINT_S seconds): how
-  many, their cost with all trials present, and the size of what each one writes.
+- the experiment snapshots (Tune's `save_to_dir`, every TUNE_GLOBAL_CHECKPOINT_S seconds, and
+  whenever a trial has reported 4 checkpoints since the last): how many, their cost with all
+  trials present, and the size of what each one writes;
+- the driver's CPU per trial split by where it goes: the searcher (Optuna's suggestions and the
+  study writes), the snapshots, and the rest (Tune's and Ray's own bookkeeping, imports).
 
 The last line is `driver cpu per trial: X ms; driver rss growth 100->1000 trials: Y MB; tpe
 suggest at 1000: Z ms`.
@@ -63,6 +66,10 @@ FINISHED = [0]
 RSS: dict[int, float] = {}
 RSS_AT: tuple[int, ...] = ()
 SNAPSHOTS: list[tuple[int, float]] = []
+# Main-thread CPU seconds spent in the searcher (Optuna: suggest, results, completion) and in
+# snapshots: the driver's CPU split by where it goes (the rest is Tune, Ray and imports).
+THREAD_CPU = {"searcher": 0.0, "snapshots": 0.0}
+IDLE_S = 10.0
 
 
 def synthetic_trial(config: dict[str, Any], max_epochs: int, eval_every: int) -> None:
@@ -85,14 +92,22 @@ class TimedSearch(PrunedAwareOptunaSearch):
     """The project's searcher, timing each suggestion and counting finished trials."""
 
     def suggest(self, trial_id: str) -> dict | None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         config = super().suggest(trial_id)
         SUGGESTS.append((FINISHED[0], time.perf_counter() - start))
+        THREAD_CPU["searcher"] += time.thread_time() - cpu
         return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        cpu = time.thread_time()
+        super().on_trial_result(trial_id, result)
+        THREAD_CPU["searcher"] += time.thread_time() - cpu
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
+        cpu = time.thread_time()
         super().on_trial_complete(trial_id, result, error)
+        THREAD_CPU["searcher"] += time.thread_time() - cpu
         FINISHED[0] += 1
         if FINISHED[0] in RSS_AT:
             RSS[FINISHED[0]] = rss_mb()
@@ -105,9 +120,10 @@ def time_snapshots() -> None:
     original = TuneController.save_to_dir
 
     def timed(self: Any) -> None:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         original(self)
         SNAPSHOTS.append((len(self._trials), time.perf_counter() - start))
+        THREAD_CPU["snapshots"] += time.thread_time() - cpu
 
     TuneController.save_to_dir = timed  # instrumentation only: the snapshot itself runs
 
@@ -239,6 +255,10 @@ def main() -> None:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False,
              object_store_memory=300 * 2**20, _temp_dir=ray_temp)
     time_snapshots()
+    # What the driver burns doing nothing (Ray's own threads), to tell it from per-trial work.
+    idle_start = cpu_seconds()
+    time.sleep(IDLE_S)
+    idle_rate = (cpu_seconds() - idle_start) / IDLE_S
     spec.experiment_dir.mkdir(parents=True)  # where the SQLite study goes, as in run_sweep
     search = build_searcher(spec)
     search.__class__ = TimedSearch  # same state; only adds the timing above
@@ -265,6 +285,7 @@ def main() -> None:
     results = tuner.fit()
     cpu = cpu_seconds() - cpu_start
     wall = time.perf_counter() - wall_start
+    split = dict(THREAD_CPU)
     # The next suggestion, on the finished study (as a longer sweep would ask it).
     after = []
     for i in range(5):
@@ -294,6 +315,13 @@ def main() -> None:
     print(f"snapshots: {len(SNAPSHOTS)}, {sum(s for _, s in SNAPSHOTS):.1f} s in all; with "
           f">= {int(0.9 * n)} trials {statistics.median(late) * 1000 if late else 0:.0f} ms "
           f"each (median), {size:.2f} MB written per snapshot (experiment state + searcher)")
+    rest = cpu - split["searcher"] - split["snapshots"]
+    print(f"idle driver (Ray's threads, measured over {IDLE_S:g} s before the sweep): "
+          f"{idle_rate * 1000:.0f} ms of CPU per second, {idle_rate * wall / n * 1000:.0f} ms "
+          "per trial at this run's pace")
+    print(f"driver cpu per trial by where it goes: searcher (Optuna) "
+          f"{split['searcher'] / n * 1000:.0f} ms, snapshots {split['snapshots'] / n * 1000:.0f} "
+          f"ms, the rest (Tune, Ray, result loggers, imports) {rest / n * 1000:.0f} ms")
     low, high = RSS_AT[0], RSS_AT[2]
     growth = RSS.get(high, math.nan) - RSS.get(low, math.nan)
     print(f"driver cpu per trial: {cpu / n * 1000:.0f} ms; driver rss growth {low}->{high} "
