@@ -16,11 +16,14 @@
    and checks that the live rung decisions are the ones the replay makes when handed the live
    arrival order.
 
+It also replays the recommended setting on random subsets of the list (8, 10 and 20 trials), as
+smaller sweeps: ASHA's saving and its safety depend on how many trials it sees.
+
 Goal (issue 12): the no-stopping best within 0.02 on at most 40% of the trial-epochs.
 
     .venv/bin/python benchmarks/bench_sweep_efficiency.py                   # 20-25 min
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 30 --max-epochs 10 \
-        --eval-every 1 --set data.input_size=[64,64]                        # about an hour
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 40 --max-epochs 10 \
+        --eval-every 1 --set data.input_size=[64,64]                        # about 45 min
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 4 --max-epochs 4 \
         --set data.input_size=[64,64]                                       # a few minutes
 
