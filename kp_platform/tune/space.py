@@ -58,8 +58,7 @@ RESOURCE_KEYS = ("trainer.devices", "trainer.accelerator", "data.num_workers")
 # Files a config names: made absolute in the base config, and must be absolute when sampled.
 PATH_KEYS = ("data.train", "data.val", "data.test", "data.replay", "data.channels",
              "model.pretrained_path", "model.init_from")
-AUTO_SNAPSHOT = "auto"
-"""Tune's adaptive snapshot period: at least 10 s, and at most 5% of the driver's time."""
+LOCAL_SNAPSHOT_S = 1.0
 REMOTE_SNAPSHOT_S = 30.0
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -102,15 +101,18 @@ class SweepSpec:
         return root.absolute() / self.name
 
     def snapshot_period(self) -> float | str:
-        """The experiment snapshot period: the setting, else 30 s on remote storage (each
-        snapshot uploads the whole experiment state, which grows with the trials) and `auto` on
-        a local disk. Each snapshot writes every trial's state, so at a fixed period their cost
-        grows with the trials (174 ms each at 1000 trials, benchmarks/RESULTS.md); `auto`
-        keeps it to 5% of the driver's time. A killed driver loses the trials started after
-        its last snapshot (`tidy_orphans`), each at most one period old."""
+        """The experiment snapshot period: the setting (seconds, or `auto`: Tune's adaptive
+        period, at least 10 s and at most 5% of the driver's time), else 1 s on a local disk and
+        30 s on remote storage (each snapshot uploads the whole experiment state).
+
+        A snapshot also copies the trials' result files (`result.json`, `progress.csv`) from
+        the driver's staging folder into the experiment folder, so the period is how far the
+        experiment folder lags the trials; and a killed driver loses the trials started after
+        its last snapshot (`tidy_orphans`). Each snapshot writes every trial's state, so for
+        sweeps of hundreds of trials `auto` costs less (benchmarks/RESULTS.md)."""
         if self.checkpoint_period_s is not None:
             return self.checkpoint_period_s
-        return REMOTE_SNAPSHOT_S if self.remote_storage else AUTO_SNAPSHOT
+        return REMOTE_SNAPSHOT_S if self.remote_storage else LOCAL_SNAPSHOT_S
 
     def points_to_evaluate(self) -> list[dict[str, Any]]:
         """The enqueued first trials: the base config's values (if asked), then the file's."""

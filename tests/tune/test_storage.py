@@ -125,7 +125,8 @@ def test_sqlite_is_refused_on_remote_storage(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="s3://bucket/kp is remote storage"):
         check_study_storage(spec)
     assert spec.snapshot_period() == 30.0  # snapshots upload: not every second
-    assert _spec(tmp_path).snapshot_period() == "auto"  # local: Tune's adaptive period
+    # local: every second, so the experiment folder's result files follow the trials
+    assert _spec(tmp_path).snapshot_period() == 1.0
     assert _spec(tmp_path, checkpoint_period_s=5).snapshot_period() == 5.0
     assert _spec(tmp_path, checkpoint_period_s="auto").snapshot_period() == "auto"
     with pytest.raises(InputError, match="checkpoint_period_s: expected float or one of 'auto'"):
