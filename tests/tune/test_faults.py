@@ -108,7 +108,7 @@ def ray_tmp():
 
 
 def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
-    # A snapshot every second (not `auto`'s >= 10 s): the second trial, seconds old when the
+    # A snapshot every second, whatever the default: the second trial, seconds old when the
     # driver is killed, must be in the last snapshot to be resumed rather than re-suggested.
     data = space_data(synth_data, tmp_path / "sweeps", name="kill", num_samples=2,
                       max_concurrent=1, eval_every=1, checkpoint_period_s=1,
