@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pickle
+
 import optuna
 import pytest
 
@@ -66,8 +68,6 @@ def test_under_fifo_a_trial_that_stopped_itself_is_complete(tmp_path):
 def test_the_searcher_forgets_finished_trials(search):
     """What Tune pickles into every snapshot stays the size of the running trials: the study
     holds the finished ones."""
-    import pickle
-
     searcher, _ = search
     for index in range(21):
         _run(searcher, f"t{index}", [2, 4])

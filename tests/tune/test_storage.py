@@ -199,12 +199,6 @@ def test_a_local_sqlite_study_uses_write_ahead_logging(tmp_path):
     assert len(optuna.load_study(study_name="t", storage=f"sqlite:///{database}").trials) == 3
 
     other = tmp_path / "other.db"
-    plain = open_storage(runner_location(other), local_disk=False)
+    plain = open_storage(StudyLocation(f"sqlite:///{other}", "t"), local_disk=False)
     optuna.create_study(study_name="t", storage=plain)
     assert sqlite3.connect(other).execute("PRAGMA journal_mode").fetchone() == ("delete",)
-
-
-def runner_location(database: Path):
-    from kp_platform.tune.storage import StudyLocation
-
-    return StudyLocation(f"sqlite:///{database}", "t")
