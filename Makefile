@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= demo_data
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test demo test lint clean gpu-wheels
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest -q
+
+# The wheels benchmarks/gpu_check.py installs on a GPU machine without a package index (Python
+# 3.12, manylinux x86-64; what that machine's image lacks), into .gpu/wheels: carry that folder.
+gpu-wheels:
+	$(PYTHON) benchmarks/gpu_bundle.py --out .gpu/wheels
 
 lint: install-test
 	$(BIN)/ruff check kp_platform tests benchmarks

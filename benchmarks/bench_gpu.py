@@ -1,24 +1,29 @@
 """GPU benchmark: training speed, validation cost, decoding cost, packed sweep trials, utilisation.
 
-Run from the repository root, one command (about 5-8 minutes on one GPU):
+Run from the repository root (`benchmarks/gpu_check.py` runs it as one of its steps, a few
+minutes on one GPU):
 
     .venv/bin/python benchmarks/bench_gpu.py --out gpu.json
     .venv/bin/python benchmarks/bench_gpu.py --smoke          # CPU, tiny sizes, same code paths
 
 It measures, on generated quads data (`kp_platform.data.quads`) and the default network:
 
-1. training images/s at 256² and 512² in fp32 (`32-true`) and `16-mixed`: the second epoch's
-   training part (the first warms up kernels and the loader);
+1. training images/s at 256² and 512² in fp32 (`32-true`) and `bf16-mixed`: the last
+   epoch's training part (the first warms up kernels and the loader);
 2. the share of an epoch that validation + AP take (goal <= 5%), at an evaluation epoch;
 3. GPU utilisation sampled during training (pynvml if installed, else `nvidia-smi`; goal >= 90%:
-   the data loader must not starve the GPU);
+   the data loader must not starve the GPU), beside the two ceilings that name a bottleneck:
+   the loader alone (images/s its workers deliver, no network) and the training step alone
+   (forward, loss, backward and optimiser on one batch kept on the device, no loader, no
+   Lightning loop);
 4. peak decoding + `KeypointAP.update` on the device, in ms per image-channel;
 5. a sweep of N trials (default 4) packed at `resources.gpu: 0.25` vs the same trials one at a
    time (`gpu: 1`): the speed-up of packing small trials onto one GPU.
 
 `--smoke` runs every step on the CPU at 32² with a few images and an embedded Ray that
 advertises one GPU it does not have (trials train on the CPU), so `make test` keeps the script
-working (tests/benchmarks/test_bench_gpu.py). Figures go to benchmarks/RESULTS.md.
+working (through `benchmarks/gpu_check.py --smoke`, tests/benchmarks/test_gpu_check.py).
+Figures go to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ import torch
 import yaml
 
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.data.datamodule import KeypointDataModule
+from kp_platform.data.dataset import collate_keypoints
 from kp_platform.data.quads import CHANNELS, generate_quads
+from kp_platform.models.losses import heatmap_loss
 from kp_platform.models.module import KeypointModule
 from kp_platform.training import train
 
@@ -174,10 +182,62 @@ def training_speed(data: dict[str, Path], size: int, precision: str, args: argpa
     }
 
 
+def loader_alone(data: dict[str, Path], size: int, args: argparse.Namespace) -> float:
+    """Images/s the training loader delivers with no network: its second pass (the first
+    starts the workers)."""
+    config = apply_overrides(load_config(), base_overrides(data, size, args))
+    loader = KeypointDataModule(config.data, seed=0).train_dataloader()
+    for _ in loader:
+        pass
+    started, images = time.perf_counter(), 0
+    for batch in loader:
+        images += len(batch["image"])
+    return images / (time.perf_counter() - started)
+
+
+def step_alone(data: dict[str, Path], size: int, precision: str,
+               args: argparse.Namespace) -> float:
+    """Images/s of the training step alone: forward, loss, backward and AdamW on one batch
+    that stays on the device (no loader, no Lightning loop)."""
+    device = _device(args)
+    config = apply_overrides(load_config(), base_overrides(data, size, args))
+    datamodule = KeypointDataModule(config.data, seed=0)
+    module = KeypointModule.from_config(config, list(datamodule.channels.names)).to(device)
+    batch = next(iter(torch.utils.data.DataLoader(
+        datamodule.splits.train, batch_size=args.batch_size, collate_fn=collate_keypoints)))
+    batch = module.on_after_batch_transfer(
+        {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}, 0)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16,
+                              enabled=precision == "bf16-mixed")
+
+    def step() -> None:
+        with autocast:
+            logits = module(batch["image"])
+        loss, _ = heatmap_loss(logits.float(), module.targets(batch), module.cfg.model.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    module.train()
+    for _ in range(3):
+        step()
+    _sync()
+    started = time.perf_counter()
+    for _ in range(args.step_repeats):
+        step()
+    _sync()
+    return args.step_repeats * len(batch["image"]) / (time.perf_counter() - started)
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    return torch.device("cuda" if args.accelerator != "cpu" and torch.cuda.is_available()
+                        else "cpu")
+
+
 def decode_cost(size: int, args: argparse.Namespace) -> float:
     """ms per image-channel of peak decoding + KeypointAP.update on the device."""
-    device = torch.device("cuda" if args.accelerator != "cpu" and torch.cuda.is_available()
-                          else "cpu")
+    device = _device(args)
     config = apply_overrides(load_config(), [f"data.input_size=[{size}, {size}]",
                                              f"data.channels={CHANNELS}"])
     module = KeypointModule.from_config(config, ["top", "bottom"]).to(device)
@@ -250,18 +310,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="CPU, 32², a few images")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     parser.add_argument("--trials", type=int, default=None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="input sides to train at (default 256 512; smoke 32)")
+    parser.add_argument("--no-sweep", action="store_true",
+                        help="leave out the packed vs one-at-a-time sweep")
     args = parser.parse_args(argv)
     full = not args.smoke
-    args.sizes = [256, 512] if full else [32]
-    args.train_images = {256: 512, 512: 256} if full else {32: 16}
+    args.sizes = args.sizes or ([256, 512] if full else [32])
+    args.train_images = {size: max(16, 2**18 // size) if full else 16 for size in args.sizes}
     args.batch_size = 32 if full else 8
-    args.workers = min(8, os.cpu_count() or 1) if full else 0
+    # Every core but two (the main process and the GPU's feeder thread) decodes images.
+    args.workers = max(1, min(14, (os.cpu_count() or 1) - 2)) if full else 0
     args.accelerator = "auto" if full else "cpu"
-    args.epochs = 2
+    args.epochs = 3 if full else 2
     args.repeats = 50 if full else 3
+    args.step_repeats = 20 if full else 2
     args.trials = args.trials or (4 if full else 2)
     args.trial_cpu = 1.0 if full else 0.25
     args.sweep_epochs = 3 if full else 1
+    args.sweep_images = 256 if full else 16
     return args
 
 
@@ -269,30 +336,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     figures: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
-        "smoke": args.smoke, "training": [], "decode_ms_per_image_channel": {},
+        "smoke": args.smoke, "training": [], "loader_images_per_s": {},
+        "decode_ms_per_image_channel": {},
     }
     with tempfile.TemporaryDirectory(prefix="kp-bench-gpu-") as tmp:
         root = Path(tmp)
         for size in args.sizes:
             data = make_data(root, size, args.train_images[size])
-            for precision in ("32-true", "16-mixed"):
+            loader = loader_alone(data, size, args)
+            figures["loader_images_per_s"][str(size)] = loader
+            print(f"loader alone {size}²: {loader:8.1f} images/s with {args.workers} workers",
+                  flush=True)
+            for precision in ("32-true", "bf16-mixed"):
                 row = training_speed(data, size, precision, args, root / "runs")
+                row["step_alone_images_per_s"] = step_alone(data, size, precision, args)
                 figures["training"].append(row)
                 util = row["gpu_utilisation_pct"]
-                print(f"train {size}² {precision:9s}: {row['images_per_s']:8.1f} images/s, "
-                      f"validation + AP {100 * row['validation_share']:5.1f}% of the epoch, "
-                      f"GPU utilisation {'n/a' if util is None else f'{util:.0f}%'}",
-                      flush=True)
+                print(f"train {size}² {precision:10s}: {row['images_per_s']:8.1f} images/s "
+                      f"(step alone {row['step_alone_images_per_s']:.1f}), validation + AP "
+                      f"{100 * row['validation_share']:5.1f}% of the epoch, GPU utilisation "
+                      f"{'n/a' if util is None else f'{util:.0f}%'}", flush=True)
             ms = decode_cost(size, args)
             figures["decode_ms_per_image_channel"][str(size)] = ms
             print(f"decode + metric update {size}²: {ms:.3f} ms per image-channel", flush=True)
-        smallest = args.sizes[0]
-        packing = sweep_packing(make_data(root, smallest, args.train_images[smallest]),
-                                smallest, args, root / "sweeps")
-        figures["sweep"] = packing
-        print(f"sweep of {packing['trials']} trials: packed at gpu 0.25 {packing['packed_s']:.1f}"
-              f" s, one at a time {packing['sequential_s']:.1f} s, speed-up "
-              f"{packing['speed_up']:.2f}x", flush=True)
+        if not args.no_sweep:
+            smallest = args.sizes[0]
+            packing = sweep_packing(make_data(root / "sweep_data", smallest, args.sweep_images),
+                                    smallest, args, root / "sweeps")
+            figures["sweep"] = packing
+            print(f"sweep of {packing['trials']} trials: packed at gpu 0.25 "
+                  f"{packing['packed_s']:.1f} s, one at a time {packing['sequential_s']:.1f} s, "
+                  f"speed-up {packing['speed_up']:.2f}x", flush=True)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -52,6 +52,11 @@ class DataConfig:
     `[{name: HorizontalFlip, p: 0.5}, {name: RandomBrightnessContrast, p: 0.3}]`."""
     batch_size: int = 8
     num_workers: int = 0
+    cache_mb: int = 4096
+    """Keep the decoded, resized images in memory when a split's images fit in this many MiB
+    (0: read every image from disk at every epoch). They are read once, in threads, when the
+    loader is built, and loader workers share them. Decoding every image at every epoch left
+    a GPU idle half the time (benchmarks/RESULTS.md, GPU check)."""
 
     def checks(self) -> Checks:
         return {
@@ -63,6 +68,7 @@ class DataConfig:
             ),
             "batch_size": (self.batch_size >= 1, "must be >= 1"),
             "num_workers": (self.num_workers >= 0, "must be >= 0"),
+            "cache_mb": (self.cache_mb >= 0, "must be >= 0 (0: no cache)"),
             "flip_pairs": (
                 all(len(pair) == 2 for pair in self.flip_pairs),
                 "must be a list of [left, right] channel-name pairs",

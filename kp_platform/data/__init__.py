@@ -11,6 +11,7 @@ from kp_platform.data.dataset import (
     DatasetSplits,
     KeypointDataset,
     build_datasets,
+    cache_split,
     collate_keypoints,
 )
 from kp_platform.data.image_io import read_rgb
@@ -28,6 +29,7 @@ __all__ = [
     "KeypointDataset",
     "build_augmenter",
     "build_datasets",
+    "cache_split",
     "collate_keypoints",
     "format_summary",
     "parse_channels",

@@ -12,6 +12,7 @@ from kp_platform.data.channels import ChannelMap
 from kp_platform.data.dataset import (
     DatasetSplits,
     build_datasets,
+    cache_split,
     collate_keypoints,
 )
 
@@ -51,13 +52,19 @@ class KeypointDataModule(pl.LightningDataModule):
         return self._loader(self.splits.test, shuffle=False)
 
     def _loader(self, dataset: Dataset, shuffle: bool, **kwargs: Any) -> DataLoader:
+        # Here, before the workers fork: they share the decoded images.
+        cache_split(dataset, self.data_cfg.cache_mb)
         workers = self.data_cfg.num_workers
+        # Page-locked batches copy to a GPU asynchronously (Lightning moves them non-blocking).
+        on_gpu = (self.trainer is not None
+                  and self.trainer.strategy.root_device.type == "cuda")
         return DataLoader(
             dataset,
             batch_size=self.data_cfg.batch_size,
             shuffle=shuffle,
             num_workers=workers,
             persistent_workers=workers > 0,
+            pin_memory=on_gpu,
             collate_fn=collate_keypoints,
             **kwargs,
         )

@@ -7,7 +7,9 @@ augmentation (what metrics compare against), so distances are always in original
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +21,7 @@ from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, ImageKeypoints
 from kp_platform.data.image_io import read_rgb
-from kp_platform.data.resize import resize_image
+from kp_platform.data.resize import Affine, resize_image
 from kp_platform.data.split import pick_images, split_train_val
 from kp_platform.errors import InputError
 
@@ -56,6 +58,27 @@ class KeypointDataset(Dataset):
         self.keypoints: list[ImageKeypoints] = [
             coco.image_keypoints(i, channels, visible_only) for i in self.image_ids
         ]
+        self._cached: list[tuple[np.ndarray, Affine]] | None = None
+
+    @property
+    def cache_bytes(self) -> int:
+        """What `cache_images` would hold: every image at the input size, uint8 RGB."""
+        return len(self) * self.input_size[0] * self.input_size[1] * 3
+
+    def cache_images(self) -> None:
+        """Reads and resizes every image once, in threads, and serves them from memory.
+
+        Call it in the process that builds the loader: forked loader workers then share the
+        images instead of decoding each one at every epoch.
+        """
+        if self._cached is not None:
+            return
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            self._cached = list(pool.map(self._read, range(len(self))))
+
+    def _read(self, index: int) -> tuple[np.ndarray, Affine]:
+        record = self.coco.image_by_id[self.image_ids[index]]
+        return resize_image(read_rgb(record.path), self.input_size, self.resize_mode)
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -64,7 +87,8 @@ class KeypointDataset(Dataset):
         """One sample.
 
         Returns:
-            image: (3, H, W) float32 in [0, 1]; target_xy: per channel (n_c, 2) float32 in input
+            image: (3, H, W) uint8 RGB (`to_unit_float` on the device makes it float32 in
+            [0, 1]); target_xy: per channel (n_c, 2) float32 in input
             pixels; gt_xy: per channel (n_c, 2) float64 in original pixels; affine: (4,) float64
             [sx, sy, tx, ty] with x_in = sx * x_orig + tx; image_id: int; index: int (the
             dataset index, which orders images for the metric across processes);
@@ -72,14 +96,14 @@ class KeypointDataset(Dataset):
         """
         record = self.coco.image_by_id[self.image_ids[index]]
         gt = self.keypoints[index].points
-        image, affine = resize_image(read_rgb(record.path), self.input_size, self.resize_mode)
+        image, affine = self._read(index) if self._cached is None else self._cached[index]
         points = affine.apply(np.concatenate(gt)) if gt else np.zeros((0, 2))
         channel_ids = np.repeat(np.arange(len(gt)), [len(p) for p in gt])
         if self.augmenter is not None:
-            image, points, channel_ids = self.augmenter(image, points, channel_ids)
+            image, points, channel_ids = self.augmenter(image.copy(), points, channel_ids)
         target = [points[channel_ids == c] for c in range(len(self.channels))]
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255,
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
             "target_xy": [torch.as_tensor(t, dtype=torch.float32) for t in target],
             "gt_xy": [torch.as_tensor(g, dtype=torch.float64) for g in gt],
             "affine": torch.as_tensor(affine.as_array()),
@@ -87,6 +111,22 @@ class KeypointDataset(Dataset):
             "index": index,
             "orig_size": torch.tensor([record.height, record.width]),
         }
+
+
+def cache_split(dataset: KeypointDataset | ConcatDataset, max_mb: int) -> bool:
+    """Caches a split's images in memory (`KeypointDataset.cache_images`) when they fit in
+    `max_mb` MiB; says so when they do not. Returns whether they are cached."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    need = sum(part.cache_bytes for part in parts)
+    if max_mb <= 0:
+        return False
+    if need > max_mb * 2**20:
+        print(f"data.cache_mb: {sum(len(p) for p in parts)} images need {need / 2**20:.0f} MiB "
+              f"in memory, over {max_mb}; reading them from disk at every epoch")
+        return False
+    for part in parts:
+        part.cache_images()
+    return True
 
 
 def collate_keypoints(samples: list[dict[str, Any]]) -> dict[str, Any]:

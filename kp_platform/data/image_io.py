@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from kp_platform.errors import InputError
@@ -89,3 +90,12 @@ def to_rgb8(raw: np.ndarray) -> np.ndarray:
     if raw.shape[2] == 4:
         return cv2.cvtColor(raw, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(raw, cv2.COLOR_BGR2RGB)
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) uint8 RGB, as the loaders yield it, as float32 in [0, 1].
+
+    Loaders move uint8 (a quarter of float32's bytes through their workers' shared memory and
+    to the device); training, evaluation and prediction convert on the device.
+    """
+    return images.float() / 255

@@ -22,7 +22,7 @@ from kp_platform.config import Config
 from kp_platform.data.channels import parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, pixel_origin_offset
 from kp_platform.data.dataset import KeypointDataset, collate_keypoints
-from kp_platform.data.image_io import read_rgb
+from kp_platform.data.image_io import read_rgb, to_unit_float
 from kp_platform.data.resize import resize_image
 from kp_platform.errors import InputError
 from kp_platform.heatmaps import Detections, decode_heatmaps
@@ -126,7 +126,7 @@ class Detector:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
             pixels, best first, in the labels' pixel convention (`data.pixel_origin`).
         """
-        batch = images.to(self.device, non_blocking=True).float() / 255
+        batch = to_unit_float(images.to(self.device, non_blocking=True))
         with autocast(self.device, self.precision):
             logits = self.module(batch)
         options = self.options if min_score is None else dataclasses.replace(

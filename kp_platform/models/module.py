@@ -18,6 +18,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
+from kp_platform.data.image_io import to_unit_float
 from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
 from kp_platform.metrics import KeypointAP
 from kp_platform.models.losses import heatmap_loss
@@ -70,6 +71,11 @@ class KeypointModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         """images: (B, 3, H, W) in [0, 1] → logits (B, C, H/s, W/s)."""
         return self.network(images)
+
+    def on_after_batch_transfer(self, batch: dict[str, Any],
+                                dataloader_idx: int) -> dict[str, Any]:
+        """The loaders' uint8 images become float in [0, 1] here, on the device."""
+        return {**batch, "image": to_unit_float(batch["image"])}
 
     def targets(self, batch: dict[str, Any]) -> Tensor:
         """Gaussian heatmaps (B, C, H/s, W/s) drawn on the device from the batch's keypoints."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from kp_platform.config import Config, config_to_dict, save_config
 from kp_platform.config.auto import resolve_auto
@@ -165,6 +166,7 @@ def train(
         "last": module.last_metrics,
         "epochs": module.epochs_trained,
         "channels": module.channel_names,
+        "device": device_name(trainer.strategy.root_device),
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if wandb_logger is not None:
@@ -177,6 +179,13 @@ def train(
             )
         wandb_logger.experiment.finish()
     return TrainResult(run_dir, best, checkpointing.last_path, metrics)
+
+
+def device_name(device: torch.device) -> str:
+    """`cuda:0 (NVIDIA H200)`, `cpu`: where a run trained, as its metrics.json records it."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _new_run_dir(config: Config) -> Path:

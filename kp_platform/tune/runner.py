@@ -37,8 +37,8 @@ def init_ray(spec: SweepSpec) -> None:
             raise ExternalError(f"cannot join the Ray cluster: {first_line(exc)}",
                                 f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}") from None
         return
-    ray.init(num_cpus=spec.ray.num_cpus or os.cpu_count(), include_dashboard=False,
-             object_store_memory=spec.ray.object_store_mb * 1024 * 1024)
+    ray.init(num_cpus=spec.ray.num_cpus or os.cpu_count(), num_gpus=spec.ray.num_gpus,
+             include_dashboard=False, object_store_memory=spec.ray.object_store_mb * 1024 * 1024)
 
 
 def check_resources(spec: SweepSpec) -> None:
@@ -74,13 +74,14 @@ def check_local_resources(spec: SweepSpec) -> None:
     if not spec.resources.check_cluster or os.environ.get("RAY_ADDRESS") or ray.is_initialized():
         return
     have = {"CPU": float(spec.ray.num_cpus or os.cpu_count() or 1),
-            "GPU": float(_local_gpus()) if spec.resources.gpu else 0.0}
+            "GPU": float(_local_gpus() if spec.ray.num_gpus is None else spec.ray.num_gpus)}
     if spec.resources.cpu <= have["CPU"] and spec.resources.gpu <= have["GPU"]:
         return
     raise InputError(
         f"resources: a trial asks for {spec.resources.cpu:g} CPU and {spec.resources.gpu:g} GPU "
         f"but the embedded Ray on this machine would have {have['CPU']:g} CPU and "
-        f"{have['GPU']:g} GPU (ray.num_cpus, the GPUs torch sees); lower the request",
+        f"{have['GPU']:g} GPU (ray.num_cpus; ray.num_gpus, by default the GPUs torch sees); "
+        "lower the request",
         str(spec.path))
 
 

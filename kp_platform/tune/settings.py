@@ -118,6 +118,10 @@ class RaySettings:
 
     num_cpus: int | None = None
     """Default: every core of this machine."""
+    num_gpus: int | None = None
+    """Default: the GPUs Ray finds on this machine. Fewer leaves GPUs to other work; more
+    advertises GPUs the machine lacks (trials then only hold a share of one: the GPU check's
+    CPU smoke run packs trials that way)."""
     object_store_mb: int = 512
 
 

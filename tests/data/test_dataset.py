@@ -10,6 +10,7 @@ from kp_platform.data import (
     CocoKeypoints,
     KeypointDataset,
     build_datasets,
+    cache_split,
     collate_keypoints,
     resolve_channels,
     split_train_val,
@@ -23,8 +24,8 @@ def test_sample_and_batch_shapes(tiny_coco):
     channels = resolve_channels(None, coco.categories, "t")
     dataset = KeypointDataset(coco, channels, input_size=(48, 64))
     batch = next(iter(DataLoader(dataset, batch_size=3, collate_fn=collate_keypoints)))
-    assert batch["image"].shape == (3, 3, 48, 64) and batch["image"].dtype == torch.float32
-    assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
+    # uint8 through the loader; KeypointModule.on_after_batch_transfer makes it float on the device
+    assert batch["image"].shape == (3, 3, 48, 64) and batch["image"].dtype == torch.uint8
     assert batch["target_xy"].shape[:2] == (3, 6) and batch["target_mask"].shape[:2] == (3, 6)
     assert batch["gt_xy"].dtype == torch.float64
     assert batch["image_id"].tolist() == [1, 2, 3]
@@ -122,3 +123,27 @@ def test_replay_file_with_other_channels_is_rejected(tmp_path):
 def test_missing_train_file_is_an_input_error():
     with pytest.raises(InputError, match="data.train must name"):
         build_datasets(load_config().data)
+
+
+def test_cached_images_give_the_same_samples_and_survive_augmentation(tmp_path, capsys):
+    images = [image(i) for i in range(1, 9)]
+    anns = [annotation(i, i, 1, [4.0, 4.0, 2, 20.0, 4.0, 2, 10.0, 10.0, 2]) for i in range(1, 9)]
+    path = write_coco(tmp_path, images, anns)
+    cfg = _cfg(path, **{"data.augment": "[{name: HorizontalFlip, p: 1.0}]"})
+    read = build_datasets(cfg.data)
+    cached = build_datasets(cfg.data)
+    # 4 images of 24 x 32 x 3 bytes: over a 0 MiB budget nothing is cached.
+    assert not cache_split(cached.train, 0) and cached.train._cached is None
+    assert cache_split(cached.train, 1) and cache_split(cached.val, 1)
+    for name in ("train", "val"):
+        for index in range(4):
+            a, b = getattr(read, name)[index], getattr(cached, name)[index]
+            assert torch.equal(a["image"], b["image"])
+            torch.testing.assert_close(a["target_xy"], b["target_xy"])
+    # The flip worked on a copy: the cached image is still the one read from disk.
+    assert np.array_equal(cached.train._cached[0][0], read.train._read(0)[0])
+    # A split over the budget says so and reads from disk: 4 x 512² x 3 bytes > 1 MiB.
+    large = build_datasets(apply_overrides(cfg, ["data.input_size=[512, 512]"]).data)
+    assert not cache_split(large.train, 1) and large.train._cached is None
+    assert "4 images need 3 MiB in memory, over 1; reading them from disk at every epoch" in \
+        capsys.readouterr().out

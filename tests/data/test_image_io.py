@@ -88,4 +88,4 @@ def test_orientation_3_labels_are_not_upside_down(tmp_path):
     channels = resolve_channels(parse_channels(None), coco.categories, "t")
     sample = KeypointDataset(coco, channels, input_size=(STORED_H, STORED_W))[0]
     x, y = sample["target_xy"][0][0].round().int().tolist()
-    assert sample["image"][:, y, x].min() > 0.8
+    assert sample["image"][:, y, x].min() > 0.8 * 255

@@ -51,10 +51,20 @@ def test_decode_options_come_from_the_checkpoint_config(sharp_checkpoint):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_predictions_match_the_cpu(sharp_checkpoint, frames):
+def test_cuda_predictions_match_the_cpu(sharp_checkpoint, frames, monkeypatch):
+    # cuDNN's default TF32 convolutions (Ampere and newer) round to 10-bit mantissas: on an H200
+    # peaks moved by up to 0.007 px and near-equal scores swapped order. In float32 the GPU
+    # must give the CPU's peaks; they are compared as sets, since equal scores may tie-break
+    # differently.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     on_cpu = Detector.from_checkpoint(sharp_checkpoint, "cpu").predict(frames)
     on_gpu = Detector.from_checkpoint(sharp_checkpoint, "cuda").predict(frames)
     for a, b in zip(on_cpu, on_gpu, strict=True):
         for name, points in a.items():
             assert points.shape == b[name].shape
-            np.testing.assert_allclose(points, b[name], rtol=0, atol=1e-3)
+            if len(points):
+                # Each CPU peak has a GPU peak within 1e-3 px and 1e-4 in score.
+                gaps = np.abs(points[:, None, :] - b[name][None, :, :])
+                close = (gaps[..., :2].max(-1) < 1e-3) & (gaps[..., 2] < 1e-4)
+                assert close.any(axis=1).all(), (points, b[name])

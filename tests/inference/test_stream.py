@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -20,9 +21,11 @@ def detector(sharp_checkpoint) -> Detector:
 def test_video_frames_predict_like_the_same_frames_saved_as_images(sharp_checkpoint, video,
                                                                    detector, run_kp, tmp_path):
     pred = tmp_path / "pred.json"
-    code, _, err = run_kp("predict", "--checkpoint", sharp_checkpoint, video,
-                          "--out", pred, "--batch-size", "4")
+    code, out, err = run_kp("predict", "--checkpoint", sharp_checkpoint, video,
+                            "--out", pred, "--batch-size", "4")
     assert code == 0, err
+    assert re.search(r"^6 frames in [\d.]+ s: [\d.]+ frames/s on cpu at batch size 4$", out,
+                     re.MULTILINE), out
     entries = json.loads(pred.read_text())
     decoded = read_video(video)
     assert len(entries) == len(decoded) == 6

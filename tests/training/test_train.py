@@ -30,6 +30,8 @@ def test_run_directory_contents(trained_run):
     assert trained_run.last_checkpoint.is_file()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == 2
+    # trainer.accelerator=auto: the first GPU where there is one
+    assert metrics["device"].startswith("cuda:0 (" if torch.cuda.is_available() else "cpu")
     assert set(metrics["last"]["ap"]) == {"towel.corner0=towel.corner1=towel.corner2="
                                           "towel.corner3", "towel.grasp"}
     logged = [float(r["val/map"]) for r in _csv_rows(run_dir) if r.get("val/map")]
@@ -225,3 +227,15 @@ def test_pixel_origin_corner_trains_to_the_same_prediction(synth_data, tmp_path)
                                        torch.as_tensor(points[:, :2] + 0.5))
             torch.testing.assert_close(torch.as_tensor(theirs[name][:, 2]),
                                        torch.as_tensor(points[:, 2]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_training_on_cuda(synth_data, tmp_path):
+    result = train(tiny_config(synth_data, tmp_path, "trainer.accelerator=cuda",
+                               "trainer.precision=bf16-mixed", "trainer.name=cuda"))
+    assert result.metrics["device"].startswith("cuda:0 (")
+    assert 0.0 <= result.metrics["best"]["val/map"] <= 1.0
+    # Saved from the GPU, it loads on the CPU (weights only) with the precision it trained in.
+    checkpoint = read_checkpoint(result.best_checkpoint)
+    assert checkpoint["hyper_parameters"]["config"]["trainer"]["precision"] == "bf16-mixed"

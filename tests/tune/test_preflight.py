@@ -103,3 +103,20 @@ def test_a_request_this_machine_cannot_hold_is_refused_before_ray(no_ray, run_kp
     data = space_data(synth_data, tmp_path / "sweeps", resources={"cpu": 3, "gpu": 0})
     _refused(run_kp, tmp_path, data, "resources: a trial asks for 3 CPU and 0 GPU but the "
              "embedded Ray on this machine would have 2 CPU")  # ray.num_cpus: 2
+
+
+def test_a_gpu_share_needs_a_gpu_the_embedded_ray_advertises(no_ray, run_kp, synth_data,
+                                                             tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    data = space_data(synth_data, tmp_path / "sweeps", resources={"cpu": 1, "gpu": 0.25})
+    data["ray"]["num_gpus"] = 0  # as on a machine without a GPU
+    _refused(run_kp, tmp_path, data, "a trial asks for 1 CPU and 0.25 GPU but the embedded Ray "
+             "on this machine would have 2 CPU and 0 GPU")
+    # Advertised, the same request passes the check (and would start Ray).
+    data["ray"]["num_gpus"] = 1
+    path = write_space(tmp_path / "space.yaml", data)
+    with pytest.raises(AssertionError, match="Ray was started"):
+        run_kp("sweep", path)
