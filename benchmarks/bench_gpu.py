@@ -205,7 +205,7 @@ def step_alone(data: dict[str, Path], size: int, precision: str,
     module = KeypointModule.from_config(config, list(datamodule.channels.names)).to(device)
     batch = next(iter(torch.utils.data.DataLoader(
         datamodule.splits.train, batch_size=args.batch_size, collate_fn=collate_keypoints)))
-    batch = module.on_after_batch_transfer(
+    batch = datamodule.on_after_batch_transfer(
         {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}, 0)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,

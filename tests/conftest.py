@@ -15,6 +15,7 @@ from PIL import Image
 
 from kp_platform.cli.main import main as kp_main
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.data.quads import generate_quads
 from kp_platform.data.synth import generate_dataset
 from kp_platform.training import train
 
@@ -163,6 +164,19 @@ def trained_run(synth_data, tmp_path_factory):
     """One finished 2-epoch run (AP every epoch)."""
     run_root = tmp_path_factory.mktemp("runs")
     return train(tiny_config(synth_data, run_root, "trainer.name=shared"))
+
+
+@pytest.fixture(scope="session")
+def single_instance_run(tmp_path_factory):
+    """3 epochs on quads with one quad per image: 4 single-instance channels."""
+    root = tmp_path_factory.mktemp("single")
+    train_json = generate_quads(root / "train", 16, 32, seed=0, max_quads=1)
+    val_json = generate_quads(root / "val", 6, 32, seed=1, max_quads=1)
+    config = apply_overrides(load_config(), [
+        f"data.train={train_json}", f"data.val={val_json}", "data.input_size=[32, 32]",
+        "model.backbone=unet_tiny", "trainer.max_epochs=3", f"trainer.run_root={root}",
+        "trainer.name=single", "logging.wandb.mode=disabled", "trainer.progress_bar=false"])
+    return train(config)
 
 
 @pytest.fixture(scope="session")

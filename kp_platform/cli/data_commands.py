@@ -1,4 +1,4 @@
-"""`kp data synth` and `kp data check`."""
+"""`kp data synth`, `kp data check` and `kp data import` (a labelling tool's project -> COCO)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from kp_platform.errors import InputError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser(
-        "data", help="generate and validate COCO keypoint datasets",
-        description="Generate synthetic COCO keypoint datasets and validate datasets.",
+        "data", help="generate, import and validate COCO keypoint datasets",
+        description="Generate synthetic COCO keypoint datasets, import labelling tools' "
+        "projects and validate datasets.",
     )
     commands = data.add_subparsers(dest="data_command", metavar="COMMAND")
     commands.required = True
@@ -52,6 +53,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     check.set_defaults(func=run_check)
 
+    imp = commands.add_parser(
+        "import", help="turn a DeepLabCut, SLEAP, Label Studio or YOLO pose project into COCO",
+        description="Read a labelling tool's project with sleap-io (YOLO with a reader of our "
+        "own) and write OUT/annotations.json + OUT/images/: sub-pixel labels moved to this "
+        "project's pixel-centre convention, images copied (embedded SLEAP frames as PNG). "
+        "Images must lie in the project's folder; OUT must be new or empty.",
+    )
+    imp.add_argument(
+        "src", metavar="SRC",
+        help="a .slp file; a DeepLabCut/Lightning Pose CollectedData*.csv or a folder holding "
+        "them (or labeled-data/*/ holding them); a Label Studio JSON export; a YOLO data.yaml "
+        "or its folder",
+    )
+    imp.add_argument("out", metavar="OUT", help="output folder, new or empty (never overwritten)")
+    imp.add_argument(
+        "--format", choices=("auto", "dlc", "sleap", "labelstudio", "yolo"), default="auto",
+        help="the source's format (default: auto, from SRC's suffix or the folder's files)",
+    )
+    imp.set_defaults(func=run_import)
+
 
 def run_synth(args: argparse.Namespace) -> int:
     from kp_platform.data.synth import generate_dataset
@@ -84,4 +105,19 @@ def run_check(args: argparse.Namespace) -> int:
     channels = resolve_channels(specs, coco.categories, source=args.coco_json)
     summary = summarize_dataset(coco, channels, args.visible_only)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from kp_platform.data.importers import import_dataset
+
+    result = import_dataset(args.src, args.out, args.format)
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"pixel convention: {result.convention}")
+    print(f"wrote {result.path}: {result.images} images, {result.instances} instances, "
+          f"{result.keypoints} labelled keypoints ({result.occluded} occluded)")
+    print("categories: " + "; ".join(f"{name} [{', '.join(kps)}]"
+                                     for name, kps in result.categories.items()))
+    print(f"next: kp data check {result.path}")
     return 0

@@ -12,10 +12,12 @@ from kp_platform.cli.device_flags import add_device_flags
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "eval", help="evaluate: AP at L2 pixel-distance thresholds, PCK, distances",
+        "eval", help="evaluate: AP at L2 pixel-distance thresholds, PCK, top-1 pixel error",
         description="Evaluate keypoint detections against a COCO keypoint dataset: per channel "
         "AP at each L2 distance threshold in original-image pixels, their means, PCK and "
-        "matched-distance statistics. Either a checkpoint on a dataset (--checkpoint, --data: "
+        "matched-distance statistics; for channels with at most one keypoint per image, the "
+        "top-1 pixel error (mean, median), PCK and swap rate of each channel's best peak. "
+        "Either a checkpoint on a dataset (--checkpoint, --data: "
         "the same code as validation during training) or a prediction file from any model "
         '(--gt, --pred, --channels; format [{"image_id": 1, "detections": '
         '{"CHANNEL": [[x, y, score], ...]}}, ...]).',
@@ -84,8 +86,51 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Left-aligned first column, right-aligned others."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                  enumerate(zip(row, widths, strict=True)))
+        for row in [header, *rows]
+    ]
+
+
+def format_top1(top1: dict[str, Any]) -> str:
+    """Per top-1 channel and overall: labelled points, mean and median error in pixels, PCK at
+    each threshold, swap rate and peaks missing."""
+    keys = list(top1["overall"]["pck"])
+
+    def cells(num: int, mean: Any, median: Any, pck: dict[str, Any], swap: Any,
+              missing: Any) -> list[str]:
+        def show(value: Any, digits: int) -> str:
+            return "-" if value is None else f"{value:.{digits}f}"
+
+        return [str(num), show(mean, 2), show(median, 2), *(show(pck[k], 3) for k in keys),
+                show(swap, 3), str(missing)]
+
+    header = ["top-1 channel", "labelled", "mean px", "median px",
+              *(f"PCK@{k}" for k in keys), "swap rate", "missing"]
+    rows = []
+    for name in top1["channels"]:
+        error = top1["error_px"][name]
+        rows.append([name, *cells(error["num"], error["mean"], error["median"],
+                                  top1["pck"][name], top1["swap_rate"][name],
+                                  top1["missing"][name])])
+    overall = top1["overall"]
+    rows.append(["all", *cells(overall["num"], overall["mean"], overall["median"],
+                               overall["pck"], overall["swap_rate"],
+                               sum(top1["missing"].values()))])
+    lines = _table(header, rows)
+    lines.append("top-1: each channel's best-scoring peak against its labelled point, in "
+                 "original-image pixels (no peak: the image diagonal); swap: nearer another "
+                 "channel's point")
+    return "\n".join(lines)
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """A per-channel table: ground-truth count, AP at each threshold, PCK at the largest."""
+    """A per-channel table: ground-truth count, AP at each threshold, PCK at the largest; then
+    the top-1 table where there are single-instance channels."""
     keys = list(metrics["mean_ap"])
     last = keys[-1]
     header = ["channel", "num_gt", *(f"AP@{t}" for t in keys), f"PCK@{last}", "dist p50"]
@@ -97,12 +142,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             f"{metrics['pck'][name][last]:.4f}", "-" if p50 is None else f"{p50:.2f}",
         ])
     rows.append(["mean", "", *(f"{metrics['mean_ap'][t]:.4f}" for t in keys), "", ""])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                  enumerate(zip(row, widths, strict=True)))
-        for row in [header, *rows]
-    ]
+    lines = _table(header, rows)
     lines.append(f"mAP (mean over channels and thresholds): {metrics['map']:.4f}"
                  f"   images: {metrics['num_images']}")
+    if metrics.get("top1"):
+        lines += ["", format_top1(metrics["top1"])]
     return "\n".join(lines)

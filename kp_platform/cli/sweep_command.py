@@ -70,11 +70,13 @@ def _report_parser() -> argparse.ArgumentParser:
         "(completed, stopped (ASHA), errored), sampled values, best val/map and epochs, and "
         "the Optuna study's verdict; then the sweep's best against its base-config trial, "
         "ASHA's rungs (who stopped where, each rung's cut-off) and the parameter importances "
-        "(fANOVA). Writes DIR/val_map.png (val/map against epoch, coloured by how each trial "
+        "(fANOVA). Writes DIR/val_map.png (the sweep's metric against epoch, named after it: "
+        "val_mean_px_error.png for val/mean_px_error; coloured by how each trial "
         "ended) and DIR/importances.png, and ends with where everything is.")
     parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
     parser.add_argument("--plot", metavar="PNG", default=None,
-                        help="where to write the plot (default: DIR/val_map.png)")
+                        help="where to write the plot (default: DIR/<metric>.png, e.g. "
+                        "DIR/val_map.png)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the rows and curves as JSON")
     return parser
@@ -126,8 +128,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if not spec.remote_storage:  # the report reads the local experiment folder
         from kp_platform.tune.report import format_base_vs_best, make_report
 
-        report = make_report(spec.experiment_dir, metric=spec.metric)
-        print(format_base_vs_best(report.rows, spec.metric))
+        report = make_report(spec.experiment_dir)
+        print(format_base_vs_best(report.rows, spec.metric, spec.mode))
         print(f"plots: {', '.join(str(p) for p in report.plots)}")
     best = register_best(spec, results, plots=report.plots if report else [])
     if best is None:

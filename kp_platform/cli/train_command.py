@@ -42,7 +42,10 @@ def run_train(args: argparse.Namespace) -> int:
     from kp_platform.training import train
 
     result = train(resolve_config(args), resume=args.resume)
-    best = result.metrics["best"]
+    best = dict(result.metrics["best"])
+    epoch = best.pop("epoch")
+    (name, value), = best.items()
     print(f"run: {result.run_dir}")
-    print(f"best val/map {best['val/map']:.4f} at epoch {best['epoch']}: {result.best_checkpoint}")
+    score = "none" if value is None else f"{value:.4f}"
+    print(f"best {name} {score} at epoch {epoch}: {result.best_checkpoint}")
     return 0

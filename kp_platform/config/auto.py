@@ -23,6 +23,37 @@ def heatmap_stride_for(input_size: list[int]) -> int:
     return stride
 
 
+def resolve_top1(config: Config, channel_names: list[str],
+                 single_instance: list[str]) -> tuple[Config, dict[str, str]]:
+    """Resolves `eval.top1_channels` and `eval.best_by` from the training data.
+
+    Args:
+        config: The config.
+        channel_names: Every channel, in order.
+        single_instance: The channels with at most one labelled keypoint in every training
+            image (`kp_platform.data.single_instance_channels`).
+
+    Returns:
+        The resolved config (a copy) and a line per `auto` key saying what was chosen and why.
+    """
+    chosen: dict[str, str] = {}
+    evaluation = config.eval
+    if evaluation.top1_channels == AUTO:
+        evaluation = dataclasses.replace(evaluation, top1_channels=list(single_instance))
+        chosen["eval.top1_channels"] = (
+            f"{list(single_instance)} (at most one labelled keypoint per training image)"
+            if single_instance else "[] (every channel has several keypoints in some image)")
+    if evaluation.best_by == AUTO:
+        every = bool(channel_names) and set(evaluation.top1_channels) >= set(channel_names)
+        best_by = "mean_px_error" if every else "map"
+        evaluation = dataclasses.replace(evaluation, best_by=best_by)
+        chosen["eval.best_by"] = (
+            "mean_px_error (every channel is a top-1 channel: best.ckpt keeps the lowest "
+            "val/mean_px_error)" if every else
+            "map (not every channel is a top-1 channel: best.ckpt keeps the highest val/map)")
+    return dataclasses.replace(config, eval=evaluation), chosen
+
+
 def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
     """Replaces every `auto` value with the one chosen for this config's data.
 

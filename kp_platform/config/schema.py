@@ -105,6 +105,9 @@ class ModelConfig:
     """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""
     head_width: int = 32
     """Channels of the head's hidden 3×3 conv (at least the backbone's output channels)."""
+    coord_channels: bool = False
+    """Give the head two coordinate maps (where in the frame a feature is): tells look-alike
+    keypoints apart by position where the camera is fixed (`models/head.py`)."""
     freeze_encoder_epochs: int = 0
     """Train only the decoder and head for this many epochs first (fine-tuning from
     `init_from`); 0 trains everything from the start."""
@@ -158,6 +161,14 @@ class EvalConfig:
     """`first`: the seed framework's first-unmatched-in-list rule; `nearest`: nearest unmatched."""
     eval_every: int = 1
     """Compute AP every N epochs (the last epoch is always evaluated)."""
+    top1_channels: list[str] | Literal["auto"] = AUTO
+    """Channels also scored by top-1 pixel error, PCK and swap rate (their best peak per image,
+    as DeepLabCut and Lightning Pose users measure): a list of channel names, or `auto`: the
+    channels with at most one labelled keypoint in every training image. Their predictions
+    (`kp predict`, `Detector.predict`) are that one best peak."""
+    best_by: Literal["auto", "map", "mean_px_error"] = AUTO
+    """What `best.ckpt` keeps: the highest `val/map` or the lowest `val/mean_px_error`; `auto`:
+    the error when every channel is a top-1 channel, else the AP."""
 
     def checks(self) -> Checks:
         return {

@@ -13,6 +13,7 @@ from kp_platform.data.dataset import (
     build_datasets,
     cache_split,
     collate_keypoints,
+    single_instance_channels,
 )
 from kp_platform.data.image_io import read_rgb
 from kp_platform.data.resize import Affine, resize_image
@@ -36,6 +37,7 @@ __all__ = [
     "read_rgb",
     "resize_image",
     "resolve_channels",
+    "single_instance_channels",
     "split_train_val",
     "summarize_dataset",
 ]

@@ -15,9 +15,18 @@ from kp_platform.data.dataset import (
     cache_split,
     collate_keypoints,
 )
+from kp_platform.data.image_io import to_unit_float
 
 
-class KeypointDataModule(pl.LightningDataModule):
+class ImagesOnDevice(pl.LightningDataModule):
+    """A data module whose uint8 image batches become float in [0, 1] once on the device."""
+
+    def on_after_batch_transfer(self, batch: dict[str, Any],
+                                dataloader_idx: int) -> dict[str, Any]:
+        return {**batch, "image": to_unit_float(batch["image"])}
+
+
+class KeypointDataModule(ImagesOnDevice):
     """Builds the datasets once (validating every file up front) and serves them in batches.
 
     Args:

@@ -113,6 +113,17 @@ class KeypointDataset(Dataset):
         }
 
 
+def single_instance_channels(dataset: KeypointDataset | ConcatDataset) -> list[str]:
+    """The channels with at most one labelled keypoint in every image of `dataset`."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    names = parts[0].channels.names
+    most = [0] * len(names)
+    for part in parts:
+        for image in part.keypoints:
+            most = [max(m, len(points)) for m, points in zip(most, image.points, strict=True)]
+    return [name for name, m in zip(names, most, strict=True) if m <= 1]
+
+
 def cache_split(dataset: KeypointDataset | ConcatDataset, max_mb: int) -> bool:
     """Caches a split's images in memory (`KeypointDataset.cache_images`) when they fit in
     `max_mb` MiB; says so when they do not. Returns whether they are cached."""

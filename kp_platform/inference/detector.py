@@ -19,9 +19,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from kp_platform.config import Config
+from kp_platform.config.schema import AUTO
 from kp_platform.data.channels import parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, pixel_origin_offset
-from kp_platform.data.dataset import KeypointDataset, collate_keypoints
+from kp_platform.data.datamodule import ImagesOnDevice
+from kp_platform.data.dataset import (
+    KeypointDataset,
+    collate_keypoints,
+    single_instance_channels,
+)
 from kp_platform.data.image_io import read_rgb, to_unit_float
 from kp_platform.data.resize import resize_image
 from kp_platform.errors import InputError
@@ -124,7 +130,8 @@ class Detector:
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
-            pixels, best first, in the labels' pixel convention (`data.pixel_origin`).
+            pixels, best first, in the labels' pixel convention (`data.pixel_origin`); a top-1
+            channel (`eval.top1_channels`) gives at most its best peak.
         """
         batch = to_unit_float(images.to(self.device, non_blocking=True))
         with autocast(self.device, self.precision):
@@ -137,11 +144,13 @@ class Detector:
                                     detections.valid.cpu())
         per_image = detections.to_original(np.asarray(affines)).to_lists()
         offset = pixel_origin_offset(self.config.data.pixel_origin)
+        top1 = set(self.module.top1_channels)
         results = []
         for channels in per_image:
             if offset:  # back into the convention the labels were written in
                 channels = [_shifted(points, offset) for points in channels]
-            results.append(dict(zip(self.channel_names, channels, strict=True)))
+            results.append({name: points[:1] if name in top1 else points
+                            for name, points in zip(self.channel_names, channels, strict=True)})
         return results
 
     def predict(
@@ -158,7 +167,8 @@ class Detector:
 
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
-            pixels, best first, in the pixel convention of the labels (`data.pixel_origin`).
+            pixels, best first, in the pixel convention of the labels (`data.pixel_origin`); a
+            top-1 channel (`eval.top1_channels`) gives at most its best peak.
         """
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(images), batch_size):
@@ -199,10 +209,6 @@ def evaluate_checkpoint(
     module = load_module(path)
     for key, value in (overrides or {}).items():
         setattr(module.cfg.eval, key, value)
-    if overrides:
-        module.metric = type(module.metric)(
-            module.channel_names, module.cfg.eval.thresholds, module.cfg.eval.matching
-        )
     data = module.cfg.data
     coco = CocoKeypoints.load(coco_json, pixel_origin=getattr(data, "pixel_origin", "center"))
     specs = parse_channels(data.channels, source="checkpoint data.channels")
@@ -212,6 +218,9 @@ def evaluate_checkpoint(
                          f"{module.channel_names}", str(coco_json))
     dataset = KeypointDataset(coco, channels, input_size=data.input_size,
                               resize_mode=data.resize_mode, visible_only=data.visible_only)
+    if module.cfg.eval.top1_channels == AUTO:  # a checkpoint from before top-1 metrics
+        module.cfg.eval.top1_channels = single_instance_channels(dataset)
+    module.configure_metrics()
     if not isinstance(devices, int) or devices < 1:
         raise InputError(f"devices must be a whole number >= 1, got {devices!r}", "--devices")
     batch_size = batch_size or data.batch_size
@@ -228,7 +237,7 @@ def evaluate_checkpoint(
     return module.last_metrics
 
 
-class _EvaluationData(pl.LightningDataModule):
+class _EvaluationData(ImagesOnDevice):
     """One validation loader; under DDP each image goes to exactly one process."""
 
     def __init__(self, dataset: KeypointDataset, batch_size: int) -> None:

@@ -1,6 +1,8 @@
-"""Keypoint metrics: L2-distance AP (the seed framework's semantics), PCK, distance statistics.
+"""Keypoint metrics: L2-distance AP (the seed framework's semantics), PCK, distance statistics,
+and the top-1 pixel error, PCK and swap rate of single-instance channels.
 
-`KeypointAP` for validation loops (tensor state, DDP-safe); `evaluate_predictions` for files.
+`KeypointAP` and `Top1Error` for validation loops (tensor state, DDP-safe);
+`evaluate_predictions` for files.
 """
 
 from kp_platform.metrics.average_precision import (
@@ -13,6 +15,7 @@ from kp_platform.metrics.predictions import (
     parse_predictions,
     read_predictions,
 )
+from kp_platform.metrics.top1 import Top1Error, top1_pairs, top1_summary
 
 __all__ = [
     "KeypointAP",
@@ -20,5 +23,8 @@ __all__ = [
     "evaluate_predictions",
     "parse_predictions",
     "read_predictions",
+    "Top1Error",
     "threshold_key",
+    "top1_pairs",
+    "top1_summary",
 ]

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.errors import InputError
 from kp_platform.files import read_json
 from kp_platform.metrics.average_precision import compute_keypoint_metrics
+from kp_platform.metrics.top1 import top1_pairs, top1_summary
 
 Detections = dict[int, list[np.ndarray]]
 
@@ -46,7 +48,9 @@ def evaluate_predictions(
 
     Returns:
         The metrics dict (DESIGN.md "Metrics"): ap, mean_ap, map, pck, distance_px, num_gt,
-        num_images. Images without a prediction entry count as having no detections.
+        num_images, and `top1` (`kp_platform.metrics.top1`) for the channels with at most one
+        labelled keypoint in every image, scored by their best-scoring detection. Images
+        without a prediction entry count as having no detections.
 
     Raises:
         InputError: bad files or values, or arguments of another type than listed.
@@ -75,9 +79,41 @@ def evaluate_predictions(
     for image in coco.images:
         ground_truth.append(coco.image_keypoints(image.id, channels, visible_only).points)
         per_image_detections.append(detections.get(image.id, empty))
-    return compute_keypoint_metrics(
+    metrics = compute_keypoint_metrics(
         per_image_detections, ground_truth, list(channels.names), thresholds, matching
     )
+    top1 = _top1(per_image_detections, ground_truth, coco, list(channels.names), thresholds)
+    if top1 is not None:
+        metrics["top1"] = top1
+    return metrics
+
+
+def _top1(detections: list[list[np.ndarray]], ground_truth: list[list[np.ndarray]],
+          coco: CocoKeypoints, names: list[str],
+          thresholds: list[float]) -> dict[str, Any] | None:
+    """The top-1 metrics of the channels with at most one labelled point in every image."""
+    single = [c for c in range(len(names))
+              if all(len(points[c]) <= 1 for points in ground_truth)]
+    if not single or not coco.images:
+        return None
+    num, channels = len(ground_truth), len(names)
+    peak = np.zeros((num, channels, 1, 2))
+    found = np.zeros((num, channels, 1), dtype=bool)
+    most = max(1, max(len(p) for points in ground_truth for p in points))
+    gt = np.zeros((num, channels, most, 2))
+    labelled = np.zeros((num, channels, most), dtype=bool)
+    for i, (dets, points) in enumerate(zip(detections, ground_truth, strict=True)):
+        for c in range(channels):
+            if len(dets[c]):
+                peak[i, c, 0] = dets[c][np.argmax(dets[c][:, 2]), :2]
+                found[i, c, 0] = True
+            gt[i, c, :len(points[c])] = points[c]
+            labelled[i, c, :len(points[c])] = True
+    sizes = torch.tensor([[image.height, image.width] for image in coco.images])
+    pairs = top1_pairs(torch.from_numpy(peak), torch.from_numpy(found), torch.from_numpy(gt),
+                       torch.from_numpy(labelled), sizes, single)
+    return top1_summary(pairs["error"], pairs["channel"], pairs["swapped"], pairs["found"],
+                        [names[c] for c in single], thresholds)
 
 
 def _ground_truth(gt: Any, pixel_origin: str) -> CocoKeypoints:

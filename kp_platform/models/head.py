@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor, nn
 
 
@@ -19,18 +20,26 @@ class HeatmapHead(nn.Module):
     initial sigmoid output is ≈ ``prior`` (CenterNet's low prior): training starts from "almost
     no keypoint anywhere" instead of 0.5 everywhere, which would swamp the loss with negatives.
 
+    With ``coords`` the hidden conv also sees two coordinate maps (x and y, from -1 to 1 across
+    the feature map, as in CoordConv): a convolution is translation-equivariant, so alone it
+    answers "which keypoint looks like this?" the same everywhere; where the camera is fixed
+    (most lab set-ups), where a look-alike keypoint sits in the frame tells it apart (a left
+    paw from a right one).
+
     Args:
         in_channels: Backbone feature channels (also the hidden width).
         num_channels: Output heatmap channels.
         prior: Initial heatmap probability, in (0, 1).
         hidden: Channels of the hidden conv (raised to ``in_channels`` if smaller).
+        coords: Append the two coordinate maps to the features.
 
     Shapes:
         (B, in_channels, h, w) -> (B, num_channels, h, w) logits.
     """
 
     def __init__(
-        self, in_channels: int, num_channels: int, prior: float = 0.01, hidden: int = 32
+        self, in_channels: int, num_channels: int, prior: float = 0.01, hidden: int = 32,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         if in_channels < 1 or num_channels < 1:
@@ -38,8 +47,9 @@ class HeatmapHead(nn.Module):
         if not 0.0 < prior < 1.0:
             raise ValueError(f"prior must be in (0, 1), got {prior}")
         self.num_channels = num_channels
+        self.coords = coords
         hidden = max(hidden, in_channels)
-        self.hidden = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.hidden = nn.Conv2d(in_channels + (2 if coords else 0), hidden, 3, padding=1)
         self.relu = nn.ReLU(inplace=True)
         self.logits = nn.Conv2d(hidden, num_channels, 1)
         # A zero hidden bias and tiny final weights keep initial logits ≈ the bias for any input.
@@ -48,4 +58,16 @@ class HeatmapHead(nn.Module):
         nn.init.constant_(self.logits.bias, math.log(prior / (1.0 - prior)))
 
     def forward(self, features: Tensor) -> Tensor:
+        if self.coords:
+            features = torch.cat([features, coordinate_maps(features)], dim=1)
         return self.logits(self.relu(self.hidden(features)))
+
+
+def coordinate_maps(features: Tensor) -> Tensor:
+    """(B, 2, h, w): x then y, each from -1 to 1 across the map, in the features' dtype."""
+    batch, _, height, width = features.shape
+    options = {"device": features.device, "dtype": features.dtype}
+    ys = torch.linspace(-1.0, 1.0, height, **options).view(1, 1, height, 1)
+    xs = torch.linspace(-1.0, 1.0, width, **options).view(1, 1, 1, width)
+    return torch.cat([xs.expand(batch, 1, height, width), ys.expand(batch, 1, height, width)],
+                     dim=1)

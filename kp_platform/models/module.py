@@ -18,9 +18,8 @@ from torchmetrics.aggregation import MeanMetric
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
-from kp_platform.data.image_io import to_unit_float
 from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
-from kp_platform.metrics import KeypointAP
+from kp_platform.metrics import KeypointAP, Top1Error
 from kp_platform.models.losses import heatmap_loss
 from kp_platform.models.network import KeypointNet, build_network
 
@@ -44,9 +43,7 @@ class KeypointModule(pl.LightningModule):
         self.network: KeypointNet = build_network(
             self.cfg.model, self.cfg.heatmap, len(self.channel_names)
         )
-        self.metric = KeypointAP(
-            self.channel_names, self.cfg.eval.thresholds, self.cfg.eval.matching
-        )
+        self.configure_metrics()
         # Validation losses as metrics (a weighted sum and its weight, summed across ranks): under
         # DDP ranks may run different numbers of batches, and Lightning's `sync_dist` average
         # then weighs them wrongly (measured: 5/4 of the one-process loss with 4 + 1 images).
@@ -64,6 +61,17 @@ class KeypointModule(pl.LightningModule):
         self.epochs_trained = 0
         """Training epochs completed (Lightning's epoch counter stays put when a run stops)."""
 
+    def configure_metrics(self) -> None:
+        """(Re)builds the evaluation metrics from `cfg.eval` (after changing its thresholds,
+        matching or top-1 channels): the AP, and the top-1 error of the single-instance
+        channels (resolved by `train()` from the data; an unresolved `auto` means none)."""
+        evaluation = self.cfg.eval
+        self.metric = KeypointAP(self.channel_names, evaluation.thresholds, evaluation.matching)
+        top1 = evaluation.top1_channels
+        self.top1_channels = list(top1) if isinstance(top1, list) else []
+        self.top1 = (Top1Error(self.channel_names, self.top1_channels, evaluation.thresholds)
+                     if self.top1_channels else None)
+
     @classmethod
     def from_config(cls, config: Config, channel_names: list[str]) -> KeypointModule:
         return cls(config_to_dict(config), channel_names)
@@ -71,11 +79,6 @@ class KeypointModule(pl.LightningModule):
     def forward(self, images: Tensor) -> Tensor:
         """images: (B, 3, H, W) in [0, 1] → logits (B, C, H/s, W/s)."""
         return self.network(images)
-
-    def on_after_batch_transfer(self, batch: dict[str, Any],
-                                dataloader_idx: int) -> dict[str, Any]:
-        """The loaders' uint8 images become float in [0, 1] here, on the device."""
-        return {**batch, "image": to_unit_float(batch["image"])}
 
     def targets(self, batch: dict[str, Any]) -> Tensor:
         """Gaussian heatmaps (B, C, H/s, W/s) drawn on the device from the batch's keypoints."""
@@ -153,12 +156,19 @@ class KeypointModule(pl.LightningModule):
                 # order, which breaks score ties.
                 image_ids=batch.get("index"),
             )
+            if self.top1 is not None:
+                self.top1.update(detections.xy, detections.valid, batch["gt_xy"],
+                                 batch["gt_mask"], batch["orig_size"])
 
     def on_validation_epoch_end(self) -> None:
         if not self.evaluating:
             return
         metrics = self.metric.compute()
         self.metric.reset()
+        if self.top1 is not None:
+            metrics["top1"] = self.top1.compute()
+            self.top1.reset()
+            self._log_top1(metrics["top1"])
         self.last_metrics = metrics
         self.last_evaluated_epoch = self.current_epoch
         self.evaluations += 1
@@ -170,6 +180,35 @@ class KeypointModule(pl.LightningModule):
             self.log(f"val/mean_ap/{key}", value, sync_dist=True)
         # Equal on every rank (gathered state); sync_dist averages equal numbers: no change.
         self.log("val/map", metrics["map"], prog_bar=True, sync_dist=True)
+
+    def _log_top1(self, top1: dict[str, Any]) -> None:
+        """`val/mean_px_error`, `val/median_px_error`, `val/swap_rate`, `val/top1_pck/<T>` and
+        `val/px_error/<channel>` (equal on every rank, like the AP)."""
+        overall = top1["overall"]
+        values = {"val/mean_px_error": overall["mean"], "val/median_px_error": overall["median"],
+                  "val/swap_rate": overall["swap_rate"],
+                  **{f"val/top1_pck/{key}": value for key, value in overall["pck"].items()},
+                  **{f"val/px_error/{name}": stats["mean"]
+                     for name, stats in top1["error_px"].items()}}
+        for name, value in values.items():
+            if value is not None:  # no labelled pair in this validation set
+                self.log(name, value, sync_dist=True)
+
+    def best_score(self) -> float | None:
+        """The latest evaluation's value of the metric `best.ckpt` keeps (`eval.best_by`)."""
+        metrics = self.last_metrics
+        if metrics is None:
+            return None
+        if self.cfg.eval.best_by == "mean_px_error":
+            return (metrics.get("top1") or {}).get("overall", {}).get("mean")
+        return metrics["map"]
+
+    @property
+    def best_metric(self) -> tuple[str, str]:
+        """(name, mode) of the metric `best.ckpt` keeps: `val/map` max by default."""
+        if self.cfg.eval.best_by == "mean_px_error":
+            return "val/mean_px_error", "min"
+        return "val/map", "max"
 
     @property
     def evaluating(self) -> bool:

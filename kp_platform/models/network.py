@@ -40,7 +40,8 @@ def build_network(
     """Builds the configured network.
 
     Reads ``model.backbone``, ``model.width``, ``model.depth``, ``model.pretrained``,
-    ``model.pretrained_path``, ``model.head_prior``, ``model.head_width`` and ``heatmap.stride``
+    ``model.pretrained_path``, ``model.head_prior``, ``model.head_width``,
+    ``model.coord_channels`` and ``heatmap.stride``
     (the output stride).
 
     Args:
@@ -53,5 +54,5 @@ def build_network(
     """
     backbone = build_backbone(model_cfg, heatmap_cfg.stride)
     head = HeatmapHead(backbone.out_channels, num_channels, prior=model_cfg.head_prior,
-                       hidden=model_cfg.head_width)
+                       hidden=model_cfg.head_width, coords=model_cfg.coord_channels)
     return KeypointNet(backbone, head)

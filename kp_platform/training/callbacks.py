@@ -1,4 +1,5 @@
-"""Checkpointing on the sparse evaluations: `best.ckpt` by `val/map`, `last.ckpt` every epoch."""
+"""Checkpointing on the sparse evaluations: `best.ckpt` by the module's chosen metric
+(`eval.best_by`: `val/map` or `val/mean_px_error`), `last.ckpt` every epoch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import pytorch_lightning as pl
 
 
 class EvaluationCheckpoint(pl.Callback):
-    """Saves `best.ckpt` when an evaluation beats the best `val/map`, and `last.ckpt` always.
+    """Saves `best.ckpt` when an evaluation beats the best score so far, and `last.ckpt` always.
+
+    The score is the module's `best_score()` (the highest `val/map`, or the lowest
+    `val/mean_px_error`: `KeypointModule.best_metric`); `best_score` here is the best seen.
 
     Lightning's ModelCheckpoint insists on finding its monitored key after every validation; the
     AP exists only on evaluation epochs, so this callback compares fresh evaluations only and never
@@ -22,7 +26,7 @@ class EvaluationCheckpoint(pl.Callback):
 
     def __init__(self, dirpath: str | Path) -> None:
         self.dirpath = Path(dirpath)
-        self.best_score = -math.inf
+        self.best_score: float | None = None
         self.best_epoch = -1
         self._seen_evaluations = 0
 
@@ -40,9 +44,11 @@ class EvaluationCheckpoint(pl.Callback):
         self.dirpath.mkdir(parents=True, exist_ok=True)
         fresh = pl_module.evaluations > self._seen_evaluations
         self._seen_evaluations = pl_module.evaluations
-        if fresh and pl_module.last_metrics is not None:
-            score = pl_module.last_metrics["map"]
-            if score > self.best_score:
+        score = pl_module.best_score() if fresh else None
+        if score is not None and math.isfinite(score):
+            _, mode = pl_module.best_metric
+            if self.best_score is None or (score < self.best_score if mode == "min"
+                                           else score > self.best_score):
                 self.best_score = score
                 self.best_epoch = pl_module.last_evaluated_epoch
                 trainer.save_checkpoint(self.best_path, weights_only=False)

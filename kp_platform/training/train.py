@@ -1,7 +1,8 @@
 """`train(config, extra_callbacks)`: the one training path of `kp train` and of every sweep trial.
 
 A run directory holds `config.yaml` (the resolved config), `checkpoints/best.ckpt` (best
-`val/map`), `checkpoints/last.ckpt`, `metrics.json`, `logs/version_N/metrics.csv` and, unless
+`val/map`, or lowest `val/mean_px_error`: `eval.best_by`), `checkpoints/last.ckpt`,
+`metrics.json`, `logs/version_N/metrics.csv` and, unless
 wandb is disabled, the wandb run under `wandb/` (its id in `wandb_run_id`: one run directory is
 one wandb run, however many times it is resumed).
 """
@@ -20,8 +21,9 @@ import pytorch_lightning as pl
 import torch
 
 from kp_platform.config import Config, config_to_dict, save_config
-from kp_platform.config.auto import resolve_auto
+from kp_platform.config.auto import resolve_auto, resolve_top1
 from kp_platform.data.datamodule import KeypointDataModule
+from kp_platform.data.dataset import single_instance_channels
 from kp_platform.errors import InputError
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
@@ -75,14 +77,16 @@ def train(
             raise InputError("nothing to resume: no checkpoints/last.ckpt", str(run_dir))
         read_checkpoint(resume_ckpt)  # fail early and clearly on a bad file
     config, chosen = resolve_auto(config)
-    for key, why in chosen.items():
+    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+    datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
+    config, from_data = resolve_top1(config, list(datamodule.channels.names),
+                                     single_instance_channels(datamodule.splits.train))
+    for key, why in {**chosen, **from_data}.items():
         print(f"{key} = {why}")
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
-    pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
-    datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
     module = KeypointModule.from_config(config, list(datamodule.channels.names))
     init_from = config.model.init_from
     if init_from and resume is None:
@@ -161,8 +165,9 @@ def train(
         raise
 
     best = checkpointing.best_path if checkpointing.best_path.is_file() else None
+    best_name, _ = module.best_metric
     metrics = {
-        "best": {"val/map": checkpointing.best_score, "epoch": checkpointing.best_epoch},
+        "best": {best_name: checkpointing.best_score, "epoch": checkpointing.best_epoch},
         "last": module.last_metrics,
         "epochs": module.epochs_trained,
         "channels": module.channel_names,
@@ -173,7 +178,7 @@ def train(
         if best is not None:
             log_model_artifact(
                 wandb_logger.experiment, best, name=f"{run_dir.name}-model",
-                metadata={"val/map": checkpointing.best_score, "epoch": checkpointing.best_epoch,
+                metadata={best_name: checkpointing.best_score, "epoch": checkpointing.best_epoch,
                           "config": config_dict},
                 aliases=["best", "latest"],
             )

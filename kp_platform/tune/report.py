@@ -37,10 +37,12 @@ class TrialRow:
 
 
 def collect_trials(experiment: str | Path, metric: str = METRIC,
-                   study_trials: dict[str, Any] | None = None) -> list[TrialRow]:
+                   study_trials: dict[str, Any] | None = None,
+                   mode: str = "max") -> list[TrialRow]:
     """The trials of a Tune experiment folder, in creation order.
 
     Args:
+        mode: The sweep's mode: a trial's best is its highest (max) or lowest (min) value.
         study_trials: `optuna_trials_by_tune_id(experiment)`, when the caller has it already.
 
     Raises:
@@ -71,7 +73,7 @@ def collect_trials(experiment: str | Path, metric: str = METRIC,
             trial_id=trial.trial_id,
             status=_status(trial, epochs, fifo),
             values=dict(trial.config),
-            best=max((m for _, m in curve), default=None),
+            best=_best((m for _, m in curve), mode),
             epochs=epochs,
             curve=curve,
             reason=_error_reason(trial),
@@ -81,6 +83,11 @@ def collect_trials(experiment: str | Path, metric: str = METRIC,
     # Suggestion order (Optuna's trial number); Tune lists trials in no documented order.
     order = {trial_id: t.number for trial_id, t in optuna_trials.items()}
     return sorted(rows, key=lambda row: order.get(row.trial_id, len(order)))
+
+
+def _best(values: Any, mode: str) -> float | None:
+    """The best of `values` under the sweep's mode (None when there are none)."""
+    return (min if mode == "min" else max)(values, default=None)
 
 
 def format_table(rows: list[TrialRow], metric: str = METRIC) -> str:
@@ -195,12 +202,13 @@ def write_summary(rows: list[TrialRow], path: str | Path) -> Path:
     return path
 
 
-def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC) -> str:
+def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC, mode: str = "max") -> str:
     """The sweep's best trial against its base-config trial: what the search bought."""
     scored = [row for row in rows if row.best is not None]
     if not scored:
         return f"no trial reported {metric}"
-    best = max(scored, key=lambda row: row.best or 0.0)
+    sign = -1.0 if mode == "min" else 1.0
+    best = max(scored, key=lambda row: sign * row.best)
     line = f"sweep best {metric}: {best.best:.4f} (trial {best.trial_id})"
     base = next((row for row in rows if row.base), None)
     if base is None:
@@ -208,30 +216,34 @@ def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC) -> str:
     if base.best is None:
         return line + f"; base config (trial {base.trial_id}): no {metric} ({base.status})"
     gain = best.best - base.best
-    verdict = (f"the sweep beats its base config by {gain:+.4f}" if gain > 0
+    verdict = (f"the sweep beats its base config by {gain:+.4f}" if sign * gain > 0
                else "no trial beat the base config")
     return (f"{line}; base config (trial {base.trial_id}, {base.status}): {base.best:.4f}; "
             f"{verdict}")
 
 
-def rung_cutoffs(decisions: list[Any], reduction_factor: float) -> dict[int, float]:
-    """Each rung's cut-off after the sweep: the (1 - 1/rf) quantile of the values it holds."""
+def rung_cutoffs(decisions: list[Any], reduction_factor: float,
+                 mode: str = "max") -> dict[int, float]:
+    """Each rung's cut-off after the sweep: the (1 - 1/rf) quantile of the values it holds, or
+    the 1/rf quantile when lower is better (mode min)."""
     import numpy as np
 
     values: dict[int, list[float]] = {}
     for decision in decisions:
         values.setdefault(decision.rung, []).append(decision.value)
-    return {rung: float(np.nanpercentile(v, (1 - 1 / reduction_factor) * 100))
-            for rung, v in sorted(values.items())}
+    share = 1 / reduction_factor if mode == "min" else 1 - 1 / reduction_factor
+    return {rung: float(np.nanpercentile(v, share * 100)) for rung, v in sorted(values.items())}
 
 
-def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = METRIC) -> str:
+def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = METRIC,
+                 mode: str = "max") -> str:
     """ASHA's rungs: how many trials each saw and stopped, its cut-off, who stopped where."""
     if not decisions:
         return "ASHA rungs: none recorded (scheduler fifo, or no trial reached a rung)"
-    lines = [f"ASHA rungs (reduction factor {reduction_factor:g}; a trial below the rung's "
+    worse = "above" if mode == "min" else "below"
+    lines = [f"ASHA rungs (reduction factor {reduction_factor:g}; a trial {worse} the rung's "
              "cut-off when it arrives is stopped):"]
-    cutoffs = rung_cutoffs(decisions, reduction_factor)
+    cutoffs = rung_cutoffs(decisions, reduction_factor, mode)
     for rung, cutoff in cutoffs.items():
         at_rung = [d for d in decisions if d.rung == rung]
         stopped = sum(d.stopped for d in at_rung)
@@ -240,7 +252,8 @@ def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = ME
     for d in decisions:
         if d.stopped:
             lines.append(f"  trial {d.trial_id} stopped at epoch {d.rung}: {metric} "
-                         f"{d.value:.4f} < cut-off {d.cutoff:.4f}")
+                         f"{d.value:.4f} {'>' if mode == 'min' else '<'} cut-off "
+                         f"{d.cutoff:.4f}")
     return "\n".join(lines)
 
 
@@ -253,14 +266,15 @@ class Report:
     plots: list[Path]
 
 
-def make_report(experiment: str | Path, plot: str | Path | None = None,
-                metric: str = METRIC) -> Report:
+def make_report(experiment: str | Path, plot: str | Path | None = None) -> Report:
     """Reads an experiment folder and writes its PNGs: the curves, and the importances.
+
+    The metric and mode are the sweep's own (its `space.yaml` copy in the folder).
 
     Args:
         experiment: The experiment folder.
-        plot: Where the curves go (default `<experiment>/val_map.png`); the importances go
-            beside it as `importances.png`.
+        plot: Where the curves go (default `<experiment>/<metric>.png` with `/` as `_`:
+            `val_map.png`); the importances go beside it as `importances.png`.
     """
     from kp_platform.tune.importance import format_importances, parameter_importances
     from kp_platform.tune.plot import plot_curves, plot_importances
@@ -268,21 +282,22 @@ def make_report(experiment: str | Path, plot: str | Path | None = None,
 
     experiment = Path(experiment)
     study_trials = optuna_trials_by_tune_id(experiment)
-    rows = collect_trials(experiment, metric, study_trials)
     settings = saved_settings(experiment)
+    metric, mode = str(settings.get("metric", METRIC)), str(settings.get("mode", "max"))
+    rows = collect_trials(experiment, metric, study_trials, mode)
     reduction_factor = float((settings.get("asha") or {}).get("reduction_factor", 2))
     decisions = read_rungs(experiment)
-    importances = parameter_importances(rows, study_trials, metric,
-                                        str(settings.get("mode", "max")))
-    plot = Path(plot) if plot else experiment / "val_map.png"
+    importances = parameter_importances(rows, study_trials, metric, mode)
+    plot = Path(plot) if plot else experiment / f"{metric.replace('/', '_')}.png"
     base = next((row.trial_id for row in rows if row.base), None)
     plots = [plot_curves([(row.trial_id, row.curve) for row in rows],
                          [row.status for row in rows], plot, metric,
-                         cutoffs=rung_cutoffs(decisions, reduction_factor), highlight=base)]
+                         cutoffs=rung_cutoffs(decisions, reduction_factor, mode),
+                         highlight=base)]
     if importances is not None:
         plots.append(plot_importances(importances.values, plot.parent / "importances.png",
                                       f"parameter importance (fANOVA on {importances.target})"))
-    text = "\n\n".join([format_table(rows, metric), format_base_vs_best(rows, metric),
-                        format_rungs(decisions, reduction_factor, metric),
+    text = "\n\n".join([format_table(rows, metric), format_base_vs_best(rows, metric, mode),
+                        format_rungs(decisions, reduction_factor, metric, mode),
                         format_importances(importances)])
     return Report(rows=rows, text=text, plots=plots)

@@ -376,13 +376,24 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
         check_storage_url(spec.search.storage, source)
 
 
+# Metrics where lower is better: a sweep on them must minimise.
+LOWER_IS_BETTER = ("val/loss", "val/mean_px_error", "val/median_px_error", "val/swap_rate",
+                   "val/px_error/")
+
+
 def _check_metric(spec: SweepSpec, source: str) -> None:
     thresholds = [format(t, "g") for t in spec.base.eval.thresholds]
-    valid = {"val/map", "val/loss", *(f"val/mean_ap/{t}" for t in thresholds)}
-    if spec.metric not in valid and not spec.metric.startswith("val/ap/"):
+    valid = {"val/map", "val/loss", "val/mean_px_error", "val/median_px_error", "val/swap_rate",
+             *(f"val/mean_ap/{t}" for t in thresholds), *(f"val/top1_pck/{t}" for t in thresholds)}
+    if spec.metric not in valid and not spec.metric.startswith(("val/ap/", "val/px_error/")):
         raise InputError(f"metric: {unknown(spec.metric, sorted(valid), 'metric')}", source)
     if spec.mode not in ("max", "min"):
         raise InputError(f"mode must be 'max' or 'min' (got {spec.mode!r})", source)
+    lower = spec.metric.startswith(LOWER_IS_BETTER)
+    if lower != (spec.mode == "min"):
+        raise InputError(f"mode: {spec.metric} is {'lower' if lower else 'higher'} is better, "
+                         f"so mode must be {'min' if lower else 'max'} (got {spec.mode})",
+                         source)
 
 
 def _check_keys(data: Any, allowed: Sequence[str], prefix: str, source: str) -> None:

@@ -24,7 +24,7 @@ def test_sample_and_batch_shapes(tiny_coco):
     channels = resolve_channels(None, coco.categories, "t")
     dataset = KeypointDataset(coco, channels, input_size=(48, 64))
     batch = next(iter(DataLoader(dataset, batch_size=3, collate_fn=collate_keypoints)))
-    # uint8 through the loader; KeypointModule.on_after_batch_transfer makes it float on the device
+    # uint8 through the loader; the data module makes it float once on the device
     assert batch["image"].shape == (3, 3, 48, 64) and batch["image"].dtype == torch.uint8
     assert batch["target_xy"].shape[:2] == (3, 6) and batch["target_mask"].shape[:2] == (3, 6)
     assert batch["gt_xy"].dtype == torch.float64

@@ -90,3 +90,22 @@ def test_export_matches_pytorch(trained_run, tmp_path, run_kp, fmt):
         (got,) = session.run(None, {"images": images.numpy()})
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_top1_channels_evaluate_and_predict_their_best_peak(single_instance_run, run_kp,
+                                                            tmp_path):
+    run = single_instance_run
+    val = load_module(run.last_checkpoint).cfg.data.val
+    recorded = json.loads((run.run_dir / "metrics.json").read_text())["last"]
+    code, text, err = run_kp("eval", "--checkpoint", run.last_checkpoint, "--data", val)
+    assert code == 0, err
+    assert "top-1 channel" in text and "swap rate" in text
+    assert evaluate_checkpoint(run.last_checkpoint, val)["top1"] == recorded["top1"]
+    pred = tmp_path / "pred.json"
+    code, _, err = run_kp("predict", "--checkpoint", run.last_checkpoint, val, "--out", pred,
+                          "--min-score", "0.0")
+    assert code == 0, err
+    entries = json.loads(pred.read_text())
+    # At most the best peak per top-1 channel, even with every peak above 0 asked for.
+    assert all(len(points) <= 1 for e in entries for points in e["detections"].values())
+    assert any(len(points) == 1 for e in entries for points in e["detections"].values())

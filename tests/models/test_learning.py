@@ -64,7 +64,7 @@ def train_and_score(train: Path, val: Path, backbone: str, overrides: list[str],
     module = KeypointModule.from_config(config, list(data.channels.names))
     optimizer = module.configure_optimizers()["optimizer"]
     # What Lightning does after moving each batch: uint8 images to float on the device.
-    batches = [module.on_after_batch_transfer(b, 0) for b in data.train_dataloader()]
+    batches = [data.on_after_batch_transfer(b, 0) for b in data.train_dataloader()]
     module.train()
     for step in range(steps):
         batch = batches[step % len(batches)]
@@ -76,7 +76,7 @@ def train_and_score(train: Path, val: Path, backbone: str, overrides: list[str],
     module.eval()
     with torch.no_grad():
         for batch in data.val_dataloader():
-            batch = module.on_after_batch_transfer(batch, 0)
+            batch = data.on_after_batch_transfer(batch, 0)
             detections = module.decode(module(batch["image"])).to_original(batch["affine"])
             module.metric.update(detections.xy, detections.scores, detections.valid,
                                  batch["gt_xy"], batch["gt_mask"])

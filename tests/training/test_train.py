@@ -239,3 +239,32 @@ def test_bf16_training_on_cuda(synth_data, tmp_path):
     # Saved from the GPU, it loads on the CPU (weights only) with the precision it trained in.
     checkpoint = read_checkpoint(result.best_checkpoint)
     assert checkpoint["hyper_parameters"]["config"]["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_single_instance_channels_are_scored_top1_and_pick_the_best_checkpoint(
+        single_instance_run, capsys):
+    run_dir = single_instance_run.run_dir
+    saved = load_config(run_dir / "config.yaml").eval
+    assert saved.top1_channels == ["kp0", "kp1", "kp2", "kp3"]
+    assert saved.best_by == "mean_px_error"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    logged = [float(r["val/mean_px_error"]) for r in _csv_rows(run_dir)
+              if r.get("val/mean_px_error")]
+    assert len(logged) == 3  # one per evaluation
+    # best.ckpt holds the lowest error, not the highest AP
+    assert metrics["best"]["val/mean_px_error"] == pytest.approx(min(logged), rel=1e-6)
+    assert metrics["best"]["epoch"] == logged.index(min(logged))
+    assert set(metrics["last"]["top1"]["channels"]) == set(saved.top1_channels)
+
+
+def test_best_by_map_keeps_the_highest_ap_even_with_top1_channels(tmp_path):
+    from kp_platform.data.quads import generate_quads
+
+    train_json = generate_quads(tmp_path / "train", 16, 32, seed=0, max_quads=1)
+    result = train(load_config(None, [
+        f"data.train={train_json}", "data.val_fraction=0.25", "data.input_size=[32, 32]",
+        "model.backbone=unet_tiny", "trainer.max_epochs=2", f"trainer.run_root={tmp_path}",
+        "eval.best_by=map", "logging.wandb.mode=disabled", "trainer.progress_bar=false"]))
+    logged = [float(r["val/map"]) for r in _csv_rows(result.run_dir) if r.get("val/map")]
+    assert set(result.metrics["best"]) == {"val/map", "epoch"}
+    assert result.metrics["best"]["val/map"] == pytest.approx(max(logged), rel=1e-6)

@@ -202,3 +202,14 @@ def test_scheduler_setting(tmp_path):
     fifo.storage_path = str(fifo_dir)
     fifo_dir.joinpath(fifo.name).mkdir(parents=True)
     assert build_searcher(fifo).max_epochs is None  # nothing is recorded PRUNED
+
+
+def test_top1_metrics_are_minimised(tmp_path):
+    data = space_data(None, tmp_path / "sweeps", metric="val/mean_px_error", mode="min")
+    assert load_space(write_space(tmp_path / "ok.yaml", data)).metric == "val/mean_px_error"
+    for metric, mode, expected in (("val/mean_px_error", "max", "mode must be min"),
+                                   ("val/map", "min", "mode must be max"),
+                                   ("val/px_errr", "min", "metric: unknown")):
+        data = space_data(None, tmp_path / "sweeps", metric=metric, mode=mode)
+        with pytest.raises(InputError, match=expected):
+            load_space(write_space(tmp_path / "bad.yaml", data))
