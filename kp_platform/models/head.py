@@ -66,8 +66,8 @@ class HeatmapHead(nn.Module):
 def coordinate_maps(features: Tensor) -> Tensor:
     """(B, 2, h, w): x then y, each from -1 to 1 across the map, in the features' dtype."""
     batch, _, height, width = features.shape
-    options = {"device": features.device, "dtype": features.dtype}
-    ys = torch.linspace(-1.0, 1.0, height, **options).view(1, 1, height, 1)
-    xs = torch.linspace(-1.0, 1.0, width, **options).view(1, 1, 1, width)
+    ys = torch.linspace(-1.0, 1.0, height, device=features.device, dtype=features.dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=features.device, dtype=features.dtype)
+    ys, xs = ys.view(1, 1, height, 1), xs.view(1, 1, 1, width)
     return torch.cat([xs.expand(batch, 1, height, width), ys.expand(batch, 1, height, width)],
                      dim=1)
