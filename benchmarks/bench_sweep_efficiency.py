@@ -187,7 +187,7 @@ def replay(curves: dict[str, dict[int, float]], setting: Setting, max_epochs: in
            slots: int, order: list[str], speed: dict[str, float]) -> Any:
     """ASHA replayed on the curves as a trial evaluating every `setting.eval_every` sees them
     (its evaluation epochs and the last one)."""
-    from kp_platform.tune.rungs import replay_asha
+    from asha_replay import replay_asha
 
     seen = {tid: {e: v for e, v in curve.items()
                   if e % setting.eval_every == 0 or e == max_epochs}

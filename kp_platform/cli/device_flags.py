@@ -1,7 +1,9 @@
 """`--accelerator`, `--devices`, `--precision`: the one definition of the device flags.
 
-`kp predict`, `kp eval --checkpoint` and `kp export` add them here, so the three commands
-accept the same names and defaults; `kp_platform.inference.settings` checks the values.
+`kp predict`, `kp eval --checkpoint` and `kp export` add those they use here, so the commands
+share names and defaults: every one takes `--accelerator`; `--devices` only `kp eval` (DDP),
+`--precision` `kp eval` and `kp predict` (an exported file is float32).
+`kp_platform.inference.settings` checks the values.
 """
 
 from __future__ import annotations
@@ -14,21 +16,26 @@ ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32-true", "16-mixed", "bf16-mixed")
 
 
-def add_device_flags(parser: argparse.ArgumentParser, devices_help: str) -> None:
-    """Adds the three device flags to `parser`.
+def add_device_flags(parser: argparse.ArgumentParser, devices_help: str | None = None,
+                     precision: bool = True) -> None:
+    """Adds the device flags a command uses to `parser`.
 
     Args:
         parser: A sub-command's parser.
-        devices_help: What `--devices` means for this command.
+        devices_help: What `--devices` means for this command; None: no `--devices` (the
+            command runs on one device).
+        precision: Whether the command takes `--precision`.
     """
     group = parser.add_argument_group("devices")
     group.add_argument("--accelerator", default="auto", choices=ACCELERATORS,
                        help="auto (default): CUDA when present, else MPS, else the CPU")
-    group.add_argument("--devices", type=_positive_int, default=1, metavar="N",
-                       help=devices_help)
-    group.add_argument("--precision", default="32-true", choices=PRECISIONS,
-                       help="32-true (default), or the network under autocast in float16 "
-                       "(16-mixed) or bfloat16 (bf16-mixed)")
+    if devices_help is not None:
+        group.add_argument("--devices", type=_positive_int, default=1, metavar="N",
+                           help=devices_help)
+    if precision:
+        group.add_argument("--precision", default="32-true", choices=PRECISIONS,
+                           help="32-true (default), or the network under autocast in float16 "
+                           "(16-mixed) or bfloat16 (bf16-mixed)")
 
 
 def _positive_int(text: str) -> int:

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--workers", type=int, default=0,
                          help="loader processes that decode images and frames (default 0)")
-    add_device_flags(predict, "prediction runs on one device (default 1)")
+    add_device_flags(predict)  # one device
     predict.set_defaults(func=run_predict)
 
     export = subparsers.add_parser(
@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="original image size the decoded keypoints refer to (default: "
                         "data.input_size)")
-    add_device_flags(export, "export traces the network on one device (default 1)")
+    add_device_flags(export, precision=False)  # one device; exported files are float32
     export.set_defaults(func=run_export)
 
 
@@ -61,7 +61,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from kp_platform.inference.sources import collect_sources
     from kp_platform.inference.stream import predict_sources
 
-    device = resolve_device(args.accelerator, args.devices)
+    device = resolve_device(args.accelerator)
     sources, rule = collect_sources(args.inputs)
     detector = Detector.from_checkpoint(args.checkpoint, device, precision=args.precision)
     entries = []
@@ -91,11 +91,7 @@ def run_export(args: argparse.Namespace) -> int:
     if args.image_size and not args.with_decoding:
         raise InputError("only the decoding maps keypoints to an image size; add "
                          "--with-decoding", "--image-size")
-    device = resolve_device(args.accelerator, args.devices)
-    if args.precision != "32-true":
-        # Exported graphs take and give float32; autocast is a runtime setting, not a graph.
-        raise InputError(f"exported files are float32; {args.precision} applies to kp predict "
-                         "and kp eval", "--precision")
+    device = resolve_device(args.accelerator)
     path = export_model(load_module(args.checkpoint, str(device)), args.format, args.out,
                         with_decoding=args.with_decoding, image_size=args.image_size)
     print(f"wrote {path}")

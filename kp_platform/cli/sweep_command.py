@@ -77,8 +77,8 @@ def _report_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot", metavar="PNG", default=None,
                         help="where to write the plot (default: DIR/<metric>.png, e.g. "
                         "DIR/val_map.png)")
-    parser.add_argument("--json", metavar="PATH", default=None,
-                        help="also write the rows and curves as JSON")
+    parser.add_argument("--out", metavar="REPORT.json", default=None,
+                        help="also write the rows and curves as JSON to this file")
     return parser
 
 
@@ -146,7 +146,7 @@ def _report_failures(errored: list) -> int:
     """One stderr line per failed trial (its id and its error's first line); exit status 1."""
     from pathlib import Path
 
-    from kp_platform.tune.report import error_line
+    from kp_platform.tune.experiment import error_line
 
     for result in errored:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
@@ -162,8 +162,8 @@ def _report(args: argparse.Namespace) -> int:
     print(report.text)
     print()
     print(where_everything_is(args.experiment, report.plots))
-    if args.json:
-        write_summary(report.rows, args.json)
+    if args.out:
+        write_summary(report.rows, args.out)
     return 0
 
 
@@ -171,7 +171,7 @@ def where_everything_is(experiment: str, plots: list) -> str:
     """The closing lines of a report: where the sweep's outputs are and how to open them."""
     from pathlib import Path
 
-    from kp_platform.tune.registry import BEST_DIR
+    from kp_platform.tune.experiment import BEST_DIR
 
     folder = Path(experiment)
     best = folder / BEST_DIR

@@ -16,6 +16,7 @@ from kp_platform.data.dataset import (
     collate_keypoints,
 )
 from kp_platform.data.image_io import to_unit_float
+from kp_platform.ranks import validation_sampler
 
 
 class ImagesOnDevice(pl.LightningDataModule):
@@ -49,8 +50,6 @@ class KeypointDataModule(ImagesOnDevice):
         return self._loader(self.splits.train, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        from kp_platform.training.distributed import validation_sampler
-
         # Several processes: each image on exactly one rank (Lightning's sampler would pad).
         sampler = validation_sampler(self.splits.val, self.trainer, self.data_cfg.batch_size)
         return self._loader(self.splits.val, shuffle=False, sampler=sampler)

@@ -41,12 +41,9 @@ from kp_platform.inference.settings import (
     trainer_accelerator,
 )
 from kp_platform.models.module import KeypointModule
+from kp_platform.ranks import check_batches, validation_sampler
 from kp_platform.training.checkpoints import checkpoint_config, read_checkpoint
-from kp_platform.training.distributed import (
-    build_strategy,
-    check_batches,
-    validation_sampler,
-)
+from kp_platform.training.distributed import build_strategy
 
 
 def load_module(path: str | Path, map_location: str = "cpu") -> KeypointModule:
@@ -80,17 +77,14 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto",
-                        precision: str = "32-true", devices: int = 1) -> Detector:
+                        precision: str = "32-true") -> Detector:
         """A Detector for a checkpoint (weights-only loading).
 
         Args:
             path: The checkpoint.
             device: A torch device or an accelerator name (auto, cpu, cuda, mps).
             precision: See the class.
-            devices: Prediction runs on one device; anything else is an InputError.
         """
-        if isinstance(device, str) and device in ACCELERATORS:
-            device = resolve_device(device, devices)
         return cls(load_module(path), device, precision)
 
     @property
@@ -192,7 +186,7 @@ def evaluate_checkpoint(
     """Metrics of a checkpoint on a COCO dataset, through the Lightning validation loop.
 
     With `devices` > 1 the images are split across processes (DDP, none repeated) and the
-    gathered metric is exactly the one-process metric (training/distributed.py).
+    gathered metric is exactly the one-process metric (kp_platform/ranks.py).
 
     Args:
         path: The checkpoint.
@@ -204,7 +198,7 @@ def evaluate_checkpoint(
         precision: "32-true", "16-mixed" or "bf16-mixed".
 
     Returns:
-        The metrics dict (DESIGN.md "Metrics").
+        The metrics dict (README, "Metrics").
     """
     module = load_module(path)
     for key, value in (overrides or {}).items():

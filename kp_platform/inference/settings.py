@@ -78,21 +78,18 @@ def trainer_accelerator(accelerator: str) -> str:
     return resolve_device(accelerator).type
 
 
-def resolve_device(accelerator: str = "auto", devices: int = 1) -> torch.device:
+def resolve_device(accelerator: str = "auto") -> torch.device:
     """The device prediction runs on.
 
     Args:
         accelerator: auto (CUDA when present, else MPS, else CPU), cpu, cuda or mps.
-        devices: How many devices; prediction runs on one.
 
     Raises:
-        InputError: an unknown accelerator, one that is not available, or devices != 1.
+        InputError: an unknown accelerator, or one that is not available.
     """
     if accelerator not in ACCELERATORS:
         raise InputError(f"unknown accelerator {accelerator!r}; choose from {ACCELERATORS}",
                          "--accelerator")
-    if devices != 1:
-        raise InputError(f"prediction runs on one device, got {devices}", "--devices")
     mps = getattr(torch.backends, "mps", None)
     has_mps = mps is not None and mps.is_available()
     if accelerator == "auto":

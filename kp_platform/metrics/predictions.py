@@ -47,7 +47,7 @@ def evaluate_predictions(
         pixel_origin: The pixel convention both files are written in ("center" or "corner").
 
     Returns:
-        The metrics dict (DESIGN.md "Metrics"): ap, mean_ap, map, pck, distance_px, num_gt,
+        The metrics dict (README, "Metrics"): ap, mean_ap, map, pck, distance_px, num_gt,
         num_images, and `top1` (`kp_platform.metrics.top1`) for the channels with at most one
         labelled keypoint in every image, scored by their best-scoring detection. Images
         without a prediction entry count as having no detections.

@@ -31,10 +31,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kp_platform.config.schema import ModelConfig
-from kp_platform.errors import InputError
+from kp_platform.errors import InputError, first_line
+from kp_platform.models.layers import (
+    Normalize,
+    conv_bn_relu,
+    double_conv,
+    exact_log2,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OUTPUT_STRIDES = (1, 2, 4, 8)
 TIMM_PREFIX = "timm:"
 
@@ -167,8 +171,7 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt or non-weights files raise many types; all mean "unusable"
         raise InputError(
-            f"model.pretrained_path: not a weights-only state dict ({type(exc).__name__}: "
-            f"{_first_line(exc)})",
+            f"model.pretrained_path: not a weights-only state dict ({first_line(exc)})",
             source,
         ) from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
@@ -190,48 +193,9 @@ def load_weights(module: nn.Module, path: str | Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # same keys but different shapes
-        raise InputError(f"model.pretrained_path: {_first_line(exc)}", source) from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:2])[:300]
-
-
-def exact_log2(value: int) -> int:
-    """log2 of a power of two (an output stride or an encoder reduction); ValueError otherwise."""
-    if value < 1 or value & (value - 1):
-        raise ValueError(f"output_stride must be a power of two, got {value}")
-    return value.bit_length() - 1
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std per RGB channel; mean and std are (1, 3, 1, 1) buffers."""
-
-    def __init__(
-        self, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
-    ) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, images: Tensor) -> Tensor:
-        return (images - self.mean) / self.std
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
-    """3×3 conv (no bias: BN follows) + BatchNorm + ReLU; keeps the size."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=dilation, dilation=dilation, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
-
-
-def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """The U-Net block: two 3×3 conv-BN-ReLU."""
-    return nn.Sequential(conv_bn_relu(in_channels, out_channels),
-                         conv_bn_relu(out_channels, out_channels))
+        # Its first line only names the module; the second says which shape differs.
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:300]
+        raise InputError(f"model.pretrained_path: {detail}", source) from exc
 
 
 class UNet(nn.Module):

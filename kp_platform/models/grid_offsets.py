@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from kp_platform.models.backbones import Normalize
+from kp_platform.models.layers import Normalize
 
 PROBE_WIDTH = 384
 """Columns of the probe image: the middle cells of a stride-32 level stay ~200 px from its

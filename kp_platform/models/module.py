@@ -22,6 +22,7 @@ from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, h
 from kp_platform.metrics import KeypointAP, Top1Error
 from kp_platform.models.losses import heatmap_loss
 from kp_platform.models.network import KeypointNet, build_network
+from kp_platform.ranks import all_ranks_finite, share_rank_zero_buffers
 
 
 class KeypointModule(pl.LightningModule):
@@ -118,8 +119,6 @@ class KeypointModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
-        from kp_platform.training.distributed import all_ranks_finite
-
         # Every rank agrees before raising: one rank raising alone leaves the others hanging.
         if not all_ranks_finite(loss, self._trainer):
             where = "" if not torch.isfinite(loss) else " on another process"
@@ -134,9 +133,6 @@ class KeypointModule(pl.LightningModule):
         self.epochs_trained = self.current_epoch + 1
 
     def on_validation_epoch_start(self) -> None:
-        # Imported here: kp_platform.training imports this module.
-        from kp_platform.training.distributed import share_rank_zero_buffers
-
         # Several processes: evaluate rank 0's model (the one checkpoints hold) on every rank.
         share_rank_zero_buffers(self, self._trainer)
 

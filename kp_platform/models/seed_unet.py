@@ -14,13 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kp_platform.models.backbones import (
-    DilatedBlock,
-    Normalize,
-    conv_bn_relu,
-    exact_log2,
-    register_backbone,
-)
+from kp_platform.models.backbones import DilatedBlock, register_backbone
+from kp_platform.models.layers import Normalize, conv_bn_relu, exact_log2
 
 
 class SeedUNet(nn.Module):

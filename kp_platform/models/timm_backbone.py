@@ -17,14 +17,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kp_platform.errors import InputError, first_line
-from kp_platform.models.backbones import (
+from kp_platform.models.grid_offsets import aligned_offsets, measure_offsets
+from kp_platform.models.layers import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     Normalize,
     conv_bn_relu,
     exact_log2,
 )
-from kp_platform.models.grid_offsets import aligned_offsets, measure_offsets
 
 
 class EncoderDecoder(nn.Module):

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from kp_platform.errors import InputError
+from kp_platform.tune.experiment import STUDY_FILE
 from kp_platform.tune.storage import experiment_study, open_storage, read_password
 
 HOST = "127.0.0.1"
@@ -32,7 +33,7 @@ def serve_dashboard(experiment: str | Path, port: int = DEFAULT_PORT) -> None:
     if location is None:
         raise InputError("no Optuna study here (neither study.yaml nor optuna.db): not a "
                          "sweep experiment folder", str(experiment))
-    read_password(location, str(Path(experiment) / "study.yaml"))
+    read_password(location, str(Path(experiment) / STUDY_FILE))
     if not 1 <= port <= 65535:
         raise InputError(f"--port must be 1-65535 (got {port})", "kp sweep dashboard")
     _check_port_free(port)

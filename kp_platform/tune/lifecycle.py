@@ -17,12 +17,12 @@ from typing import Any
 
 from ray import tune
 
+from kp_platform.tune.experiment import TRIAL_DONE
+
 FINISH_TIMEOUT_S = 300
 """How long a stopped trial may take to wrap up (close its wandb run, write its files)."""
 WAIT_TIMEOUT_S = 120
 """How long the driver waits for stopping trials before the experiment ends."""
-TRIAL_DONE = ".trial_done"
-"""Written into the trial folder once the trainable has returned."""
 
 
 def graceful(trainable: Any) -> type:

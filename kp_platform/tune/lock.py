@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from kp_platform.errors import InputError
+from kp_platform.tune.experiment import LOCK_FILE
 
-LOCK_FILE = "driver.lock"
 HEARTBEAT_S = 10.0
 STALE_S = 60.0
 

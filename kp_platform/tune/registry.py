@@ -14,10 +14,9 @@ from typing import Any
 import yaml
 
 from kp_platform.errors import ExternalError, InputError, first_line
-from kp_platform.tune.reporting import CHECKPOINT_FILE
+from kp_platform.tune.experiment import BEST_DIR, CHECKPOINT_FILE, RUN_CONFIG
 from kp_platform.tune.space import SweepSpec
 
-BEST_DIR = "best"
 """`<experiment>/best/`: best.ckpt, best.json and the registration's wandb run."""
 
 
@@ -51,7 +50,7 @@ def register_best(spec: SweepSpec, results: Any, plots: Sequence[Path] = ()
         shutil.copyfile(Path(source) / CHECKPOINT_FILE, target)
     score = _checkpoint_score(best, checkpoint, spec.metric)
     trial_dir = Path(best.path)
-    config_file = trial_dir / "config.yaml"
+    config_file = trial_dir / RUN_CONFIG
     info = {
         "trial_id": best.metrics.get("trial_id"),
         spec.metric: score,

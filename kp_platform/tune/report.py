@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from kp_platform.errors import InputError
+from kp_platform.tune.experiment import RUN_CONFIG, SPACE_COPY, error_line
 
 METRIC = "val/map"
 
@@ -128,14 +129,13 @@ def _scheduler(experiment: Path) -> str:
 
 def saved_settings(experiment: str | Path) -> dict[str, Any]:
     """The sweep settings `run_sweep` kept in the experiment folder (empty when absent)."""
-    from kp_platform.tune.runner import SPACE_COPY
 
     saved = Path(experiment) / SPACE_COPY
     return (yaml.safe_load(saved.read_text()) if saved.is_file() else None) or {}
 
 
 def _max_epochs(trial: Any) -> int:
-    config_file = Path(trial.path) / "config.yaml"
+    config_file = Path(trial.path) / RUN_CONFIG
     if config_file.is_file():
         return int(yaml.safe_load(config_file.read_text())["trainer"]["max_epochs"])
     return 0
@@ -145,26 +145,6 @@ def _error_reason(trial: Any) -> str:
     if trial.status != "ERROR":
         return ""
     return error_line(trial.path, None)
-
-
-def error_line(trial_path: str | Path | None, error: BaseException | None) -> str:
-    """One line for a failed trial: the original exception, e.g. `FloatingPointError: ...`.
-
-    Args:
-        trial_path: The trial's folder, where Tune writes `error.txt`.
-        error: The exception Tune recorded (a Result's `error`), if at hand.
-    """
-    cause = error
-    while cause is not None and getattr(cause, "cause", None) is not None:
-        cause = cause.cause  # RayTaskError wraps the trial's own exception
-    if cause is not None and type(cause).__module__.split(".")[0] != "ray":
-        first = str(cause).strip().splitlines()
-        return f"{type(cause).__name__}: {first[0]}" if first else type(cause).__name__
-    error_file = Path(trial_path) / "error.txt" if trial_path else None
-    text = error_file.read_text() if error_file and error_file.is_file() else str(error or "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    # Ray's error text ends with the original exception, e.g. "FloatingPointError: ...".
-    return lines[-1] if lines else "unknown error"
 
 
 def optuna_trials_by_tune_id(experiment: Path) -> dict[str, Any]:

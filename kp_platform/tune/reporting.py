@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 # Inside the Tune checkpoint directory: the layout `train(resume=run_dir)` expects.
-CHECKPOINT_FILE = Path("checkpoints") / "last.ckpt"
+from kp_platform.tune.experiment import CHECKPOINT_FILE
 
 
 class TuneReportCallback(pl.Callback):

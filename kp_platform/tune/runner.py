@@ -12,13 +12,13 @@ import yaml
 
 from kp_platform.config import config_to_dict
 from kp_platform.errors import InputError
+from kp_platform.tune.experiment import LOCK_FILE, RUNGS_FILE, SPACE_COPY, error_line
 from kp_platform.tune.filesystems import on_local_disk
-from kp_platform.tune.lock import LOCK_FILE, DriverLock
+from kp_platform.tune.lock import DriverLock
 from kp_platform.tune.parameters import SpaceSampler
 from kp_platform.tune.space import SweepSpec
 from kp_platform.tune.storage import open_storage, study_location, write_study_file
 
-SPACE_COPY = "space.yaml"
 """The resolved sweep settings, kept in the experiment folder to refuse a mismatched resume."""
 
 
@@ -160,7 +160,6 @@ class OneLineTrialErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and str(record.msg).startswith("Trial task failed"):
-            from kp_platform.tune.report import error_line
 
             record.msg = f"{record.getMessage()}: {error_line(None, record.exc_info[1])}"
             record.args = ()
@@ -228,7 +227,7 @@ def build_scheduler(spec: SweepSpec) -> Any:
     """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from kp_platform.tune.rungs import RUNGS_FILE, RecordingASHA
+    from kp_platform.tune.rungs import RecordingASHA
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()

@@ -17,9 +17,8 @@ from typing import Any
 import yaml
 
 from kp_platform.errors import InputError
+from kp_platform.tune.experiment import DEFAULT_DB, STUDY_FILE
 
-DEFAULT_DB = "optuna.db"
-STUDY_FILE = "study.yaml"
 """Written into the experiment folder: where the study is (never the password), so that
 `kp sweep report` and `kp sweep dashboard` find it."""
 # The psycopg 3 driver: plain `postgresql://` means psycopg2 to SQLAlchemy.

@@ -11,8 +11,8 @@ from typing import Any
 
 from kp_platform.config import apply_overrides, config_from_dict
 from kp_platform.training import train
-from kp_platform.tune.lifecycle import TRIAL_DONE
-from kp_platform.tune.reporting import CHECKPOINT_FILE, TuneReportCallback
+from kp_platform.tune.experiment import CHECKPOINT_FILE, TRIAL_DONE
+from kp_platform.tune.reporting import TuneReportCallback
 
 
 def run_trial(trial_values: dict[str, Any], base: dict[str, Any],

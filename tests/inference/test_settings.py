@@ -24,13 +24,9 @@ def test_auto_prefers_cuda_then_mps_then_cpu():
     assert resolve_device("cpu") == torch.device("cpu")
 
 
-@pytest.mark.parametrize("accelerator,devices,message", [
-    ("tpu", 1, "unknown accelerator 'tpu'"),
-    ("cpu", 2, "prediction runs on one device"),
-])
-def test_bad_device_requests(accelerator, devices, message):
-    with pytest.raises(InputError, match=message):
-        resolve_device(accelerator, devices)
+def test_an_unknown_accelerator_is_an_input_error():
+    with pytest.raises(InputError, match="unknown accelerator 'tpu'"):
+        resolve_device("tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

@@ -13,14 +13,13 @@ from kp_platform.config.schema import ModelConfig
 from kp_platform.errors import InputError
 from kp_platform.models import backbones
 from kp_platform.models.backbones import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     build_backbone,
     create_backbone,
     list_backbones,
     load_weights,
     register_backbone,
 )
+from kp_platform.models.layers import IMAGENET_MEAN, IMAGENET_STD
 
 H, W = 37, 50  # deliberately not multiples of any power of two
 

@@ -16,7 +16,8 @@ import pytest
 
 import kp_platform.tune.runner as runner
 from kp_platform.errors import InputError
-from kp_platform.tune.lock import LOCK_FILE, DriverLock, read_lock
+from kp_platform.tune.experiment import LOCK_FILE
+from kp_platform.tune.lock import DriverLock, read_lock
 from tests.tune.conftest import space_data, write_space
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from kp_platform.tune import load_space
+from kp_platform.tune.experiment import SPACE_COPY
 from kp_platform.tune.report import _scheduler, _status
-from kp_platform.tune.runner import SPACE_COPY, _settings_text
+from kp_platform.tune.runner import _settings_text
 from tests.tune.conftest import space_data, write_space
 
 

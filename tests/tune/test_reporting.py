@@ -4,7 +4,8 @@ import math
 
 import kp_platform.tune.reporting as reporting
 from kp_platform.training import read_checkpoint, train
-from kp_platform.tune.reporting import CHECKPOINT_FILE, TuneReportCallback
+from kp_platform.tune.experiment import CHECKPOINT_FILE
+from kp_platform.tune.reporting import TuneReportCallback
 from tests.conftest import tiny_config
 
 

@@ -185,7 +185,7 @@ def test_live_rung_decisions_are_recorded_with_the_cutoff_ray_used(sweep):
 
 def test_report_command(sweep, run_kp, tmp_path, monkeypatch):
     monkeypatch.chdir(sweep["dir"].parent)  # a relative folder, as `make demo` passes it
-    code, out, err = run_kp("sweep", "report", sweep["dir"].name, "--json",
+    code, out, err = run_kp("sweep", "report", sweep["dir"].name, "--out",
                             tmp_path / "r.json")
     assert code == 0, err
     lines = out.splitlines()

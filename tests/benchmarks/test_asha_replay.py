@@ -1,10 +1,14 @@
-"""ASHA replayed offline on known curves, through Ray's own scheduler."""
+"""ASHA replayed offline on known curves, through Ray's own scheduler (benchmarks/)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from kp_platform.tune.rungs import replay_asha
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from asha_replay import replay_asha  # noqa: E402  (a benchmark's module, not the package's)
 
 # Four trials evaluated at epochs 2, 4, 6, 8; "good" is best everywhere, "late" starts weak
 # and ends best of the rest.

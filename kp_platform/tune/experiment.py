@@ -1,0 +1,54 @@
+"""The experiment folder's contract: the name of every file a sweep writes there, read by the
+driver, the trials, the report, the registry and the dashboard alike, and the one reader of a
+failed trial's error.
+
+```
+<storage_path>/<name>/
+  space.yaml          the space as run (a resume reads it back)      SPACE_COPY
+  study.yaml          where the Optuna study lives                   STUDY_FILE
+  optuna.db           the study itself, when SQLite (the default)    DEFAULT_DB
+  driver.lock         held by the running driver                     LOCK_FILE
+  asha_rungs.jsonl    ASHA's decisions, one line each                RUNGS_FILE
+  best/               the registered best checkpoint                 BEST_DIR
+  trial_<id>/         one trial's run directory:
+    config.yaml       its resolved config                            RUN_CONFIG
+    checkpoints/last.ckpt                                            CHECKPOINT_FILE
+    .trial_done       written when the trial ended by itself         TRIAL_DONE
+    error.txt         Tune's record of a failure                     TRIAL_ERROR
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPACE_COPY = "space.yaml"
+STUDY_FILE = "study.yaml"
+DEFAULT_DB = "optuna.db"
+LOCK_FILE = "driver.lock"
+RUNGS_FILE = "asha_rungs.jsonl"
+BEST_DIR = "best"
+RUN_CONFIG = "config.yaml"
+CHECKPOINT_FILE = Path("checkpoints") / "last.ckpt"
+TRIAL_DONE = ".trial_done"
+TRIAL_ERROR = "error.txt"
+
+
+def error_line(trial_path: str | Path | None, error: BaseException | None) -> str:
+    """One line for a failed trial: the original exception, e.g. `FloatingPointError: ...`.
+
+    Args:
+        trial_path: The trial's folder, where Tune writes `error.txt`.
+        error: The exception Tune recorded (a Result's `error`), if at hand.
+    """
+    cause = error
+    while cause is not None and getattr(cause, "cause", None) is not None:
+        cause = cause.cause  # RayTaskError wraps the trial's own exception
+    if cause is not None and type(cause).__module__.split(".")[0] != "ray":
+        first = str(cause).strip().splitlines()
+        return f"{type(cause).__name__}: {first[0]}" if first else type(cause).__name__
+    error_file = Path(trial_path) / TRIAL_ERROR if trial_path else None
+    text = error_file.read_text() if error_file and error_file.is_file() else str(error or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # Ray's error text ends with the original exception, e.g. "FloatingPointError: ...".
+    return lines[-1] if lines else "unknown error"
