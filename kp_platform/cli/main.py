@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs `kp`; returns 0 on success, 2 on bad input or usage, 1 when a subprocess or network
     call fails (one `error:` line) or on anything unexpected."""
     args = build_parser().parse_args(argv)
+    # Lightning logs its banner (GPU/TPU availability, tips) at INFO through its rank-zero
+    # logger; `kp` prints what it chose itself, and Lightning's warnings still come through.
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

@@ -12,8 +12,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Train a heatmap keypoint detector. The config is built from the defaults, "
         "CONFIG.yaml, then key=value overrides (e.g. optim.lr=3e-4 trainer.max_epochs=50). "
         "The run directory (trainer.run_root/trainer.name) receives config.yaml, "
-        "checkpoints/best.ckpt (best val/map), checkpoints/last.ckpt, metrics.json and the "
-        "wandb run (offline unless credentials exist and logging.wandb.mode=online).",
+        "checkpoints/best.ckpt (best by eval.best_by: the lowest val/mean_px_error where every "
+        "channel holds one keypoint per image, else the highest val/map), "
+        "checkpoints/last.ckpt, metrics.json and the wandb run (offline unless credentials "
+        "exist and logging.wandb.mode=online).",
     )
     parser.add_argument("config", metavar="CONFIG.yaml")
     parser.add_argument("overrides", nargs="*", metavar="key=value")

@@ -7,12 +7,36 @@ values in its `config.yaml` and checkpoints, so a checkpoint never holds `auto`.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 from kp_platform.config.schema import AUTO, Config
 
 MIN_HEATMAP_SIDE = 128
 """`heatmap.stride: auto` picks the largest stride (1, 2, 4 or 8) that keeps the heatmap's
 shorter side at >= 128 cells (or 1 below that)."""
+
+
+TARGET_STEPS = 1000
+"""`trainer.max_epochs: auto` trains for about this many optimiser steps (at least 20 epochs).
+Measured on real frames (mirror-mouse, 58 training images, benchmarks/RESULTS.md): 20 epochs
+(160 steps) left look-alike paws swapped; the mean error kept falling until about 1000 steps
+(640 steps: 8.0 px, 1000: 6.0 px), which take under 10 minutes on 2 CPU cores at 256²."""
+EVALUATIONS = 20
+"""`eval.eval_every: auto` evaluates about this many times per run."""
+MIN_EPOCHS = 20
+
+
+def default_augmentation(flip_pairs: list[list[str]]) -> list[dict[str, Any]]:
+    """`data.augment: auto`: a random rotation (±20°), scale (0.85-1.15) and shift (±5%) in half
+    of the training images, and a horizontal flip in half of them when `data.flip_pairs`
+    declares which channels a flip swaps (without pairs a flip would teach left = right)."""
+    transforms: list[dict[str, Any]] = [
+        {"name": "Affine", "rotate": [-20, 20], "scale": [0.85, 1.15],
+         "translate_percent": [-0.05, 0.05], "p": 0.5}]
+    if flip_pairs:
+        transforms.append({"name": "HorizontalFlip", "p": 0.5})
+    return transforms
 
 
 def heatmap_stride_for(input_size: list[int]) -> int:
@@ -23,21 +47,36 @@ def heatmap_stride_for(input_size: list[int]) -> int:
     return stride
 
 
-def resolve_top1(config: Config, channel_names: list[str],
-                 single_instance: list[str]) -> tuple[Config, dict[str, str]]:
-    """Resolves `eval.top1_channels` and `eval.best_by` from the training data.
+def resolve_from_data(config: Config, channel_names: list[str], single_instance: list[str],
+                      train_images: int) -> tuple[Config, dict[str, str]]:
+    """Resolves the `auto` values that depend on the training data: `trainer.max_epochs`,
+    `eval.eval_every`, `eval.top1_channels` and `eval.best_by`.
 
     Args:
         config: The config.
         channel_names: Every channel, in order.
         single_instance: The channels with at most one labelled keypoint in every training
             image (`kp_platform.data.single_instance_channels`).
+        train_images: Images in the training set (one epoch).
 
     Returns:
         The resolved config (a copy) and a line per `auto` key saying what was chosen and why.
     """
     chosen: dict[str, str] = {}
+    trainer = config.trainer
+    if trainer.max_epochs == AUTO:
+        steps = max(1, math.ceil(train_images / config.data.batch_size))
+        epochs = max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps))
+        trainer = dataclasses.replace(trainer, max_epochs=epochs)
+        chosen["trainer.max_epochs"] = (
+            f"{epochs} ({train_images} training images at batch {config.data.batch_size}: "
+            f"{steps} steps an epoch, {epochs * steps} steps in all; at least {MIN_EPOCHS} "
+            f"epochs, about {TARGET_STEPS} steps)")
     evaluation = config.eval
+    if evaluation.eval_every == AUTO:
+        every = max(1, round(trainer.max_epochs / EVALUATIONS))
+        evaluation = dataclasses.replace(evaluation, eval_every=every)
+        chosen["eval.eval_every"] = f"{every} (about {EVALUATIONS} evaluations in the run)"
     if evaluation.top1_channels == AUTO:
         evaluation = dataclasses.replace(evaluation, top1_channels=list(single_instance))
         chosen["eval.top1_channels"] = (
@@ -51,7 +90,7 @@ def resolve_top1(config: Config, channel_names: list[str],
             "mean_px_error (every channel is a top-1 channel: best.ckpt keeps the lowest "
             "val/mean_px_error)" if every else
             "map (not every channel is a top-1 channel: best.ckpt keeps the highest val/map)")
-    return dataclasses.replace(config, eval=evaluation), chosen
+    return dataclasses.replace(config, eval=evaluation, trainer=trainer), chosen
 
 
 def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
@@ -72,4 +111,12 @@ def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
             f"{-(-width // stride)} cells, the largest stride keeping >= {MIN_HEATMAP_SIDE} "
             "cells per side)"
         )
-    return dataclasses.replace(config, heatmap=heatmap), chosen
+    data = config.data
+    if data.augment == AUTO:
+        data = dataclasses.replace(data, augment=default_augmentation(data.flip_pairs))
+        names = " + ".join(t["name"] for t in data.augment)
+        chosen["data.augment"] = (
+            f"{names} (rotation ±20°, scale 0.85-1.15, shift ±5%"
+            + (", flips swapping data.flip_pairs)" if data.flip_pairs else
+               "; no flip: no data.flip_pairs)"))
+    return dataclasses.replace(config, heatmap=heatmap, data=data), chosen

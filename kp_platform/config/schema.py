@@ -47,7 +47,7 @@ class DataConfig:
     input_size: list[int] = field(default_factory=lambda: [256, 256])
     """Network input as [height, width]."""
     resize_mode: Literal["resize", "letterbox"] = "resize"
-    augment: list[dict[str, Any]] = field(default_factory=list)
+    augment: list[dict[str, Any]] | Literal["auto"] = AUTO
     """Albumentations transforms by name with their parameters, e.g.
     `[{name: HorizontalFlip, p: 0.5}, {name: RandomBrightnessContrast, p: 0.3}]`."""
     batch_size: int = 8
@@ -74,7 +74,8 @@ class DataConfig:
                 "must be a list of [left, right] channel-name pairs",
             ),
             "augment": (
-                all(isinstance(t.get("name"), str) for t in self.augment),
+                self.augment == AUTO
+                or all(isinstance(t.get("name"), str) for t in self.augment),
                 "each transform needs a 'name'",
             ),
         }
@@ -105,7 +106,7 @@ class ModelConfig:
     """Initial heatmap probability everywhere: the head's bias is log(p / (1 - p))."""
     head_width: int = 32
     """Channels of the head's hidden 3×3 conv (at least the backbone's output channels)."""
-    coord_channels: bool = False
+    coord_channels: bool = True
     """Give the head two coordinate maps (where in the frame a feature is): tells look-alike
     keypoints apart by position where the camera is fixed (`models/head.py`)."""
     freeze_encoder_epochs: int = 0
@@ -159,8 +160,9 @@ class EvalConfig:
     """Detections kept per channel and image; 0 keeps all."""
     matching: Literal["first", "nearest"] = "first"
     """`first`: the seed framework's first-unmatched-in-list rule; `nearest`: nearest unmatched."""
-    eval_every: int = 1
-    """Compute AP every N epochs (the last epoch is always evaluated)."""
+    eval_every: int | Literal["auto"] = AUTO
+    """Compute the keypoint metrics every N epochs (the last epoch is always evaluated);
+    `auto`: about 20 evaluations per run."""
     top1_channels: list[str] | Literal["auto"] = AUTO
     """Channels also scored by top-1 pixel error, PCK and swap rate (their best peak per image,
     as DeepLabCut and Lightning Pose users measure): a list of channel names, or `auto`: the
@@ -180,7 +182,8 @@ class EvalConfig:
             "score_floor": (0.0 <= self.score_floor < 1.0, "must be in [0, 1)"),
             "score_threshold": (0.0 <= self.score_threshold < 1.0, "must be in [0, 1)"),
             "top_k": (self.top_k >= 0, "must be >= 0 (0 keeps all)"),
-            "eval_every": (self.eval_every >= 1, "must be >= 1"),
+            "eval_every": (self.eval_every == AUTO or self.eval_every >= 1,
+                           "must be >= 1 or auto"),
         }
 
 
@@ -206,7 +209,9 @@ class OptimConfig:
 class TrainerConfig:
     """What is handed to Lightning's Trainer, plus the run's name and seed."""
 
-    max_epochs: int = 20
+    max_epochs: int | Literal["auto"] = AUTO
+    """`auto`: enough epochs for about `TARGET_STEPS` optimiser steps (config/auto.py), at least
+    20: small data sets need many epochs, large ones few."""
     seed: int = 0
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -220,7 +225,8 @@ class TrainerConfig:
 
     def checks(self) -> Checks:
         return {
-            "max_epochs": (self.max_epochs >= 1, "must be >= 1"),
+            "max_epochs": (self.max_epochs == AUTO or self.max_epochs >= 1,
+                           "must be >= 1 or auto"),
             "early_stop_patience": (self.early_stop_patience >= 0, "must be >= 0"),
         }
 

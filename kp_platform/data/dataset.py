@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from kp_platform.config.auto import default_augmentation
+from kp_platform.config.schema import AUTO
 from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, ImageKeypoints
@@ -216,7 +218,9 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
         "resize_mode": data_cfg.resize_mode,
         "visible_only": data_cfg.visible_only,
     }
-    augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
+    transforms = (default_augmentation(data_cfg.flip_pairs) if data_cfg.augment == AUTO
+                  else data_cfg.augment)
+    augmenter = build_augmenter(transforms, flip, seed=augment_seed)
 
     def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
         coco = load(path, pixel_origin=origin)

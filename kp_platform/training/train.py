@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from kp_platform.config import Config, config_to_dict, save_config
-from kp_platform.config.auto import resolve_auto, resolve_top1
+from kp_platform.config.auto import resolve_auto, resolve_from_data
 from kp_platform.data.datamodule import KeypointDataModule
 from kp_platform.data.dataset import single_instance_channels
 from kp_platform.errors import InputError
@@ -79,8 +79,9 @@ def train(
     config, chosen = resolve_auto(config)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
-    config, from_data = resolve_top1(config, list(datamodule.channels.names),
-                                     single_instance_channels(datamodule.splits.train))
+    config, from_data = resolve_from_data(
+        config, list(datamodule.channels.names),
+        single_instance_channels(datamodule.splits.train), len(datamodule.splits.train))
     for key, why in {**chosen, **from_data}.items():
         print(f"{key} = {why}")
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(config)

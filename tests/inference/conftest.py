@@ -71,6 +71,10 @@ def sharp_checkpoint(trained_run, tmp_path_factory) -> Path:
     # About 30 per weight for a 4-channel hidden layer: logits of similar spread at any width.
     scale = 60 / weight.shape[1] ** 0.5
     state["network.head.logits.weight"] = torch.randn(weight.shape, generator=generator) * scale
+    # Position-blind, as the network was before the head's coordinate maps: with them, these
+    # saturated logits reach 1.0 on whole border plateaus, and a comparison of peaks becomes a
+    # comparison of tie-breaks.
+    state["network.head.hidden.weight"][:, -2:] = 0
     config = checkpoint["hyper_parameters"]["config"]
     config["eval"]["score_threshold"] = 0.02
     path = tmp_path_factory.mktemp("sharp") / "sharp.ckpt"

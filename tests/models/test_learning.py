@@ -58,7 +58,9 @@ def train_and_score(train: Path, val: Path, backbone: str, overrides: list[str],
     config = apply_overrides(load_config(), [
         f"data.train={train}", f"data.val={val}", f"data.channels={CHANNELS}",
         "data.input_size=[48,48]", "data.batch_size=8", "eval.thresholds=[4]",
-        f"model.backbone={backbone}", f"trainer.max_epochs={steps}", *overrides,
+        f"model.backbone={backbone}", f"trainer.max_epochs={steps}",
+        "data.augment=[]",  # memorising and its control: the images exactly as labelled
+        *overrides,
     ])
     data = KeypointDataModule(config.data, seed=0)
     module = KeypointModule.from_config(config, list(data.channels.names))

@@ -47,7 +47,8 @@ def test_learning_rate_schedules():
 def test_optimizer_choices(optimizer, schedule):
     config = apply_overrides(load_config(), ["model.backbone=unet_tiny",
                                              f"optim.optimizer={optimizer}",
-                                             f"optim.schedule={schedule}", "optim.lr=0.02"])
+                                             f"optim.schedule={schedule}", "optim.lr=0.02",
+                                             "trainer.max_epochs=20"])  # train() resolves auto
     setup = KeypointModule.from_config(config, ["a"]).configure_optimizers()
     expected = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
     assert type(setup["optimizer"]) is expected

@@ -73,7 +73,7 @@ def swap_rate_after_training(train: Path, held_out: Path) -> float:
     config = apply_overrides(load_config(), [
         f"data.train={train}", f"data.val={held_out}", f"data.input_size=[{SIZE},{SIZE}]",
         "data.batch_size=8", "eval.thresholds=[3]", "eval.top1_channels=[near,far]",
-        "model.width=8", "model.depth=3", f"trainer.max_epochs={STEPS}",
+        "model.width=8", "model.depth=3", f"trainer.max_epochs={STEPS}", "data.augment=[]",
     ])
     data = KeypointDataModule(config.data, seed=0)
     module = KeypointModule.from_config(config, list(data.channels.names))

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -186,6 +189,23 @@ def test_kp_train_command(synth_data, tmp_path, run_kp):
     assert f"run: {tmp_path / 'default'}" in out
     code, _, err = run_kp("train", config, "optim.lrr=1")
     assert code == 2 and "did you mean 'optim.lr'" in err
+
+
+def test_kp_train_prints_no_lightning_banner(synth_data, tmp_path):
+    """The console script, as a user runs it: Lightning's GPU/TPU lines and tips stay out."""
+    kp = Path(sys.executable).parent / "kp"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": str(synth_data["train"])}}))
+    result = subprocess.run(
+        [str(kp), "train", config, f"data.val={synth_data['val']}",
+         "data.input_size=[32,32]", "model.backbone=unet_tiny", "trainer.max_epochs=1",
+         f"trainer.run_root={tmp_path}", "trainer.progress_bar=false",
+         "logging.wandb.mode=disabled"],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "run: " in result.stdout
+    for banner in ("GPU available", "TPU available", "Tip:"):
+        assert banner not in result.stdout + result.stderr
 
 
 def _as_corner_labels(coco_json):

@@ -1,0 +1,41 @@
+"""`auto` defaults: resolved from the config and the training data, printed, never stored."""
+
+from __future__ import annotations
+
+from kp_platform.config import apply_overrides, load_config
+from kp_platform.config.auto import (
+    MIN_EPOCHS,
+    TARGET_STEPS,
+    default_augmentation,
+    resolve_auto,
+    resolve_from_data,
+)
+
+
+def test_small_sets_train_for_steps_and_large_ones_for_at_least_twenty_epochs():
+    config = load_config()  # batch 8
+    small, chosen = resolve_from_data(config, ["a"], ["a"], train_images=58)
+    assert small.trainer.max_epochs == -(-TARGET_STEPS // 8) == 125  # 8 steps an epoch
+    assert small.eval.eval_every == 6 and "1000 steps in all" in chosen["trainer.max_epochs"]
+    large, _ = resolve_from_data(config, ["a"], ["a"], train_images=5000)
+    assert large.trainer.max_epochs == MIN_EPOCHS and large.eval.eval_every == 1
+    fixed, chosen = resolve_from_data(
+        apply_overrides(config, ["trainer.max_epochs=7", "eval.eval_every=2"]), ["a"], ["a"], 58)
+    assert (fixed.trainer.max_epochs, fixed.eval.eval_every) == (7, 2)
+    assert "trainer.max_epochs" not in chosen and "eval.eval_every" not in chosen
+
+
+def test_top1_channels_and_the_best_checkpoint_metric_follow_the_data():
+    every, _ = resolve_from_data(load_config(), ["a", "b"], ["a", "b"], 10)
+    assert every.eval.top1_channels == ["a", "b"] and every.eval.best_by == "mean_px_error"
+    mixed, chosen = resolve_from_data(load_config(), ["a", "b"], ["a"], 10)
+    assert mixed.eval.top1_channels == ["a"] and mixed.eval.best_by == "map"
+    assert chosen["eval.best_by"].startswith("map (")
+
+
+def test_flips_join_the_augmentation_only_with_flip_pairs():
+    assert [t["name"] for t in default_augmentation([])] == ["Affine"]
+    assert [t["name"] for t in default_augmentation([["l", "r"]])] == ["Affine", "HorizontalFlip"]
+    resolved, chosen = resolve_auto(load_config())
+    assert resolved.data.augment == default_augmentation([])
+    assert "no flip" in chosen["data.augment"]
