@@ -20,8 +20,8 @@ shorter side at >= 128 cells (or 1 below that)."""
 TARGET_STEPS = 1000
 """`trainer.max_epochs: auto` trains for about this many optimiser steps (at least 20 epochs).
 Measured on real frames (mirror-mouse, 58 training images, benchmarks/RESULTS.md): 20 epochs
-(160 steps) left look-alike paws swapped; the mean error kept falling until about 1000 steps
-(640 steps: 8.0 px, 1000: 6.0 px), which take under 10 minutes on 2 CPU cores at 256²."""
+(160 steps) left 29% of look-alike paws swapped (32 px mean error); 640-1000 steps left 7-9%
+(8-9 px, median 2-3 px, one seed), and 1000 steps took 558 s on 2 CPU cores at 256²."""
 EVALUATIONS = 20
 """`eval.eval_every: auto` evaluates about this many times per run."""
 MIN_EPOCHS = 20
