@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="training seeds (default 0 1 2)")
     parser.add_argument("--anchor", type=float, default=None,
                         help="the published mean top-1 error to compare with, in pixels")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="config overrides on top of the defaults")
+    parser.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
+                        metavar="KEY=VALUE", help="config overrides on top of the defaults "
+                        "(--set may repeat)")
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args(argv)
     for name in ("train.json", "test.json"):

@@ -93,7 +93,7 @@ def main() -> None:
                         help="stop a run once val/map reaches this (default: 0.85)")
     parser.add_argument("--data", type=Path, default=None,
                         help="where to write the data set (default: a temporary folder)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="extra overrides for (a), to try candidate defaults")
     parser.add_argument("--reference-epochs", type=int, default=12,
                         help="epoch budget of (b) (default: 12; (a) keeps its default 20)")

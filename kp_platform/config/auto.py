@@ -17,11 +17,20 @@ MIN_HEATMAP_SIDE = 128
 shorter side at >= 128 cells (or 1 below that)."""
 
 
+MAX_BOTTLENECK_SIDE = 8
+"""`model.depth: auto` (unet): down-sample until the input's shorter side spans at most this
+many cells, so the receptive field spans the frame. On mirror-mouse (256², benchmarks/RESULTS.md)
+the side-view paws are told apart only by the bottom view 150-200 px away: depth 4 (a 16²
+bottleneck) gave 8.99 px mean top-1 error (seed 0), depth 5 7.33-7.75 px (3 seeds)."""
+DEFAULT_DEPTH = 4
+"""`model.depth: auto` for backbones other than the unet (dilated blocks)."""
+
 TARGET_STEPS = 1000
 """`trainer.max_epochs: auto` trains for about this many optimiser steps (at least 20 epochs).
 Measured on real frames (mirror-mouse, 58 training images, benchmarks/RESULTS.md): 20 epochs
 (160 steps) left 29% of look-alike paws swapped (32 px mean error); 640-1000 steps left 7-9%
-(8-9 px, median 2-3 px, one seed), and 1000 steps took 558 s on 2 CPU cores at 256²."""
+(8-9 px, median 2-3 px, one seed); with `model.depth: auto` 1000 steps gave 7.3-7.8 px on 3
+seeds, 591 s on 2 idle CPU cores at 256²."""
 EVALUATIONS = 20
 """`eval.eval_every: auto` evaluates about this many times per run."""
 MIN_EPOCHS = 20
@@ -37,6 +46,14 @@ def default_augmentation(flip_pairs: list[list[str]]) -> list[dict[str, Any]]:
     if flip_pairs:
         transforms.append({"name": "HorizontalFlip", "p": 0.5})
     return transforms
+
+
+def unet_depth_for(input_size: list[int]) -> int:
+    """The `auto` unet depth for a [height, width] network input."""
+    depth = 1
+    while min(input_size) / 2**depth > MAX_BOTTLENECK_SIDE:
+        depth += 1
+    return depth
 
 
 def heatmap_stride_for(input_size: list[int]) -> int:
@@ -111,6 +128,17 @@ def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
             f"{-(-width // stride)} cells, the largest stride keeping >= {MIN_HEATMAP_SIDE} "
             "cells per side)"
         )
+    model = config.model
+    if model.depth == AUTO:
+        height, width = config.data.input_size
+        if model.backbone == "unet":
+            depth = unet_depth_for(config.data.input_size)
+            reason = (f"input {height}x{width}: a bottleneck of {-(-height // 2**depth)}x"
+                      f"{-(-width // 2**depth)} cells, at most {MAX_BOTTLENECK_SIDE} per side")
+        else:
+            depth, reason = DEFAULT_DEPTH, f"the default for {model.backbone}"
+        model = dataclasses.replace(model, depth=depth)
+        chosen["model.depth"] = f"{depth} ({reason})"
     data = config.data
     if data.augment == AUTO:
         data = dataclasses.replace(data, augment=default_augmentation(data.flip_pairs))
@@ -119,4 +147,4 @@ def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
             f"{names} (rotation ±20°, scale 0.85-1.15, shift ±5%"
             + (", flips swapping data.flip_pairs)" if data.flip_pairs else
                "; no flip: no data.flip_pairs)"))
-    return dataclasses.replace(config, heatmap=heatmap, data=data), chosen
+    return dataclasses.replace(config, heatmap=heatmap, model=model, data=data), chosen

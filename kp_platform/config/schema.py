@@ -93,8 +93,14 @@ class ModelConfig:
     """A local encoder weights file (a state dict), loaded with weights_only=True."""
     width: int = 8
     """Channels of the first stage (from-scratch backbones) or of the decoder (timm)."""
-    depth: int = 4
-    """Down-sampling stages (unet) or dilated blocks (dilated_cnn)."""
+    depth: int | Literal["auto"] = AUTO
+    """Down-sampling stages (unet) or dilated blocks (dilated_cnn); `auto`: for the unet, the
+    stages that bring the input's shorter side to at most 8 cells (a receptive field spanning
+    the frame, which tells look-alike keypoints apart by what lies far from them: 5 at 256²),
+    4 for other backbones."""
+    max_width: int | None = 64
+    """The unet's channels stop doubling at this many (null: width * 2**depth): the deep stages
+    are small maps, so capped they add receptive field at little cost."""
     init_from: str | None = None
     """Initialise the weights (only) from a checkpoint path or
     `wandb:<entity>/<project>/<name>:<alias>`; every other setting still comes from this config."""
@@ -119,7 +125,9 @@ class ModelConfig:
     def checks(self) -> Checks:
         return {
             "width": (self.width >= 1, "must be >= 1"),
-            "depth": (self.depth >= 1, "must be >= 1"),
+            "depth": (self.depth == AUTO or self.depth >= 1, "must be >= 1 or auto"),
+            "max_width": (self.max_width is None or self.max_width >= self.width,
+                          "must be >= model.width (or null)"),
             "head_prior": (0.0 < self.head_prior < 1.0, "must be in (0, 1)"),
             "head_width": (self.head_width >= 1, "must be >= 1"),
             "freeze_encoder_epochs": (self.freeze_encoder_epochs >= 0, "must be >= 0"),

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from kp_platform.config.schema import ModelConfig
+from kp_platform.config.schema import AUTO, ModelConfig
 from kp_platform.errors import InputError, first_line
 from kp_platform.models.layers import (
     Normalize,
@@ -148,7 +148,12 @@ def build_backbone(model_cfg: ModelConfig, output_stride: int) -> nn.Module:
         )
     factory = _BACKBONES.get(name)
     accepted = set(inspect.signature(factory).parameters) if factory else set()
-    offered = {"width": model_cfg.width, "depth": model_cfg.depth}
+    if "depth" in accepted and model_cfg.depth == AUTO:
+        raise InputError("auto is resolved from the input size when a run starts "
+                         "(config.auto.resolve_auto); build from a resolved config",
+                         "model.depth")
+    offered = {"width": model_cfg.width, "depth": model_cfg.depth,
+               "max_width": model_cfg.max_width}
     kwargs = {key: value for key, value in offered.items() if key in accepted}
     backbone = create_backbone(name, output_stride=output_stride, **kwargs)
     if path:
@@ -210,18 +215,23 @@ class UNet(nn.Module):
         width: Channels of the first stage.
         depth: Down-sampling stages.
         output_stride: 1, 2, 4 or 8.
+        max_width: Channels stop doubling here (None: no limit). The deep stages are small
+            feature maps, so capped they add receptive field at little cost.
 
     Shapes:
-        (B, 3, H, W) in [0, 1] -> (B, width * output_stride, ceil(H / s), ceil(W / s)).
+        (B, 3, H, W) in [0, 1] -> (B, min(width * output_stride, max_width), ceil(H / s),
+        ceil(W / s)).
     """
 
-    def __init__(self, width: int = 32, depth: int = 4, output_stride: int = 1) -> None:
+    def __init__(self, width: int = 32, depth: int = 4, output_stride: int = 1,
+                 max_width: int | None = None) -> None:
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be >= 1, got {width}, {depth}")
         last = exact_log2(output_stride)
         stages = max(depth, last)
-        channels = [width * 2**i for i in range(stages + 1)]
+        cap = max_width if max_width is not None else width * 2**stages
+        channels = [min(width * 2**i, cap) for i in range(stages + 1)]
         self.output_stride = output_stride
         self.out_channels = channels[last]
         self.pad_multiple = 2**stages
@@ -325,9 +335,10 @@ class DilatedCNN(nn.Module):
 
 
 @register_backbone
-def unet(width: int = 32, depth: int = 4, output_stride: int = 1) -> UNet:
+def unet(width: int = 32, depth: int = 4, output_stride: int = 1,
+         max_width: int | None = None) -> UNet:
     """From-scratch U-Net; see :class:`UNet`."""
-    return UNet(width=width, depth=depth, output_stride=output_stride)
+    return UNet(width=width, depth=depth, output_stride=output_stride, max_width=max_width)
 
 
 @register_backbone

@@ -18,6 +18,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
+from kp_platform.config.schema import AUTO
 from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
 from kp_platform.metrics import KeypointAP, Top1Error
 from kp_platform.models.losses import heatmap_loss
@@ -250,6 +251,10 @@ class KeypointModule(pl.LightningModule):
         cls = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
         optimizer = cls(self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
         max_epochs = self.cfg.trainer.max_epochs
+        if max_epochs == AUTO:
+            raise ValueError("trainer.max_epochs is auto, which train() resolves from the "
+                             "training data (config.auto.resolve_from_data): set it for a "
+                             "module built by hand")
         warmup = min(optim.warmup_epochs, max_epochs - 1)
         if optim.schedule == "plateau":
             # Plateau watches the validation loss, which exists every epoch (AP may not).

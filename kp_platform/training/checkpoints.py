@@ -43,7 +43,12 @@ def checkpoint_config(checkpoint: dict[str, Any], source: str) -> tuple[dict[str
     hparams = checkpoint.get("hyper_parameters") or {}
     if "config" not in hparams or "channel_names" not in hparams:
         raise InputError("checkpoint lacks its config and channel names", source)
-    return hparams["config"], list(hparams["channel_names"])
+    config = hparams["config"]
+    model = config.get("model") if isinstance(config, dict) else None
+    if isinstance(model, dict) and "max_width" not in model:
+        # Written before `model.max_width` existed, when the unet's channels doubled uncapped.
+        config = {**config, "model": {**model, "max_width": None}}
+    return config, list(hparams["channel_names"])
 
 
 def resolve_checkpoint_path(spec: str | Path) -> Path:

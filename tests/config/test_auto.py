@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from kp_platform.config import apply_overrides, load_config
 from kp_platform.config.auto import (
+    DEFAULT_DEPTH,
     MIN_EPOCHS,
     TARGET_STEPS,
     default_augmentation,
     resolve_auto,
     resolve_from_data,
+    unet_depth_for,
 )
 
 
@@ -39,3 +41,14 @@ def test_flips_join_the_augmentation_only_with_flip_pairs():
     resolved, chosen = resolve_auto(load_config())
     assert resolved.data.augment == default_augmentation([])
     assert "no flip" in chosen["data.augment"]
+
+
+def test_the_unet_is_deep_enough_for_a_bottleneck_of_at_most_eight_cells():
+    assert [unet_depth_for([s, s]) for s in (64, 128, 256, 512)] == [3, 4, 5, 6]
+    assert unet_depth_for([256, 400]) == 5  # the shorter side counts
+    resolved, chosen = resolve_auto(load_config())  # 256x256, unet
+    assert resolved.model.depth == 5 and chosen["model.depth"].startswith("5 (input 256x256")
+    dilated, chosen = resolve_auto(apply_overrides(load_config(), ["model.backbone=dilated_cnn"]))
+    assert dilated.model.depth == DEFAULT_DEPTH and "dilated_cnn" in chosen["model.depth"]
+    fixed, chosen = resolve_auto(apply_overrides(load_config(), ["model.depth=3"]))
+    assert fixed.model.depth == 3 and "model.depth" not in chosen

@@ -80,6 +80,20 @@ def test_build_backbone_passes_width_and_depth() -> None:
     assert tiny.out_channels == 4 and len(tiny.down) == 3
 
 
+def test_unet_channels_stop_doubling_at_max_width() -> None:
+    capped = build_backbone(ModelConfig(backbone="unet", width=8, depth=5, max_width=32), 2)
+    widths = [block[-1][0].out_channels for block in capped.down]
+    assert widths == [8, 16, 32, 32, 32, 32] and capped.out_channels == 16
+    assert capped(torch.rand(1, 3, H, W)).shape[1] == 16
+    free = build_backbone(ModelConfig(backbone="unet", width=8, depth=5, max_width=None), 2)
+    assert [block[-1][0].out_channels for block in free.down] == [8, 16, 32, 64, 128, 256]
+
+
+def test_an_unresolved_auto_depth_is_refused() -> None:
+    with pytest.raises(InputError, match="model.depth"):
+        build_backbone(ModelConfig(backbone="unet"), output_stride=2)  # depth: auto
+
+
 def test_unet_deepens_when_the_stride_exceeds_its_depth() -> None:
     unet = build_backbone(ModelConfig(backbone="unet", width=2, depth=1), output_stride=8)
     assert unet.out_channels == 16

@@ -57,6 +57,13 @@ def test_optimizer_choices(optimizer, schedule):
         assert setup["lr_scheduler"]["monitor"] == "val/loss"
 
 
+def test_a_module_built_by_hand_with_auto_epochs_says_what_to_set():
+    module = KeypointModule.from_config(
+        apply_overrides(load_config(), ["model.backbone=unet_tiny"]), ["a"])
+    with pytest.raises(ValueError, match="trainer.max_epochs is auto"):
+        module.configure_optimizers()
+
+
 def test_weak_peaks_are_scored_in_validation_but_not_predicted():
     # An early model: every peak well below eval.score_threshold (0.1), above the floor (0.01).
     config = apply_overrides(load_config(), ["model.backbone=unet_tiny", "heatmap.stride=1",
