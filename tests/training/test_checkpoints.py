@@ -55,3 +55,15 @@ def test_a_pickled_object_in_a_checkpoint_is_refused(tmp_path):
     torch.save({"state_dict": {}, "payload": Path("x")}, path)  # any non-tensor class object
     with pytest.raises(InputError, match="cannot load as a safe"):
         read_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_max_width_keeps_its_uncapped_unet():
+    from kp_platform.training import checkpoint_config
+
+    old = {"hyper_parameters": {"config": {"model": {"backbone": "unet", "depth": 4}},
+                                "channel_names": ["a"]}}
+    config, names = checkpoint_config(old, "old.ckpt")
+    assert config["model"] == {"backbone": "unet", "depth": 4, "max_width": None}
+    assert names == ["a"]
+    new = {"hyper_parameters": {"config": {"model": {"max_width": 64}}, "channel_names": ["a"]}}
+    assert checkpoint_config(new, "new.ckpt")[0]["model"]["max_width"] == 64
