@@ -33,15 +33,16 @@ DEMO_SWEEP := sweeps/demo
 
 # The main job on the bundled default: generate and check the demo data, sweep (Optuna TPE,
 # ASHA, a wandb run per trial, the best checkpoint registered as demo-best), evaluate that
-# checkpoint on the held-out real-domain images, then the report and where everything is.
+# checkpoint on the held-out real-domain images (metrics, and a picture of its predictions:
+# best/predictions.png), then the report and where everything is.
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
 	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
 	$(BIN)/kp data check $(DEMO_DIR)/real/annotations.json --channels configs/channels/demo.yaml
 	rm -rf $(DEMO_SWEEP)
-	$(BIN)/kp sweep search_spaces/demo.yaml
-	$(BIN)/kp eval --checkpoint $(DEMO_SWEEP)/best/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_SWEEP)/best/real_metrics.json
+	$(BIN)/kp sweep run search_spaces/demo.yaml
+	$(BIN)/kp eval --checkpoint $(DEMO_SWEEP)/best/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_SWEEP)/best/real_metrics.json --render $(DEMO_SWEEP)/best/predictions.png
 	$(BIN)/kp sweep report $(DEMO_SWEEP)
 
 test: install-test

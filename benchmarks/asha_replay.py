@@ -1,5 +1,5 @@
 """ASHA replayed offline: recorded AP curves fed through the sweep's own scheduler (Ray's ASHA,
-`kp_platform.tune.rungs.RecordingASHA`) in a simulated order, which answers "what would ASHA
+`kp_platform.tune.driver.rungs.RecordingASHA`) in a simulated order, which answers "what would ASHA
 have spent and found" without training anything (`bench_sweep_efficiency.py`).
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from ray.tune.schedulers import TrialScheduler
 
-from kp_platform.tune.rungs import RecordingASHA, RungDecision
+from kp_platform.tune.driver.rungs import RecordingASHA
+from kp_platform.tune.experiment import RungDecision
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,7 @@ def sweep_packing(data: dict[str, Path], size: int, args: argparse.Namespace,
     import ray
 
     from kp_platform.tune import load_space
-    from kp_platform.tune.runner import run_sweep
+    from kp_platform.tune.driver.runner import run_sweep
 
     if not ray.is_initialized():
         # Smoke (no CUDA): advertise the GPU the trials' requests count against.

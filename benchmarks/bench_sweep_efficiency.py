@@ -212,7 +212,7 @@ def draw_configurations(space: dict[str, Any], count: int, seed: int, overrides:
     import optuna
 
     from kp_platform.tune import load_space
-    from kp_platform.tune.parameters import SpaceSampler
+    from kp_platform.tune.spec.parameters import SpaceSampler
 
     spec = load_space(write_space(space, Path(tempfile.mkdtemp()) / "s.yaml", data), overrides)
     points = spec.points_to_evaluate()[:1]
@@ -246,7 +246,7 @@ def run(space: dict[str, Any], points: list[dict[str, Any]], setting: Setting, s
     """Runs the list under `scheduler` (ASHA's rungs and the AP cadence from `setting`);
     returns trial id → curve, epochs, speed, list label."""
     from kp_platform.tune import load_space
-    from kp_platform.tune.runner import run_sweep
+    from kp_platform.tune.driver.runner import run_sweep
 
     name = f"eff-{scheduler}"
     path = write_space(
@@ -264,7 +264,7 @@ def run(space: dict[str, Any], points: list[dict[str, Any]], setting: Setting, s
 
 def read_trials(experiment: Path) -> dict[str, dict[str, Any]]:
     """Trial id → curve, epochs, seconds per epoch, values and `#i` (its place in the list)."""
-    from kp_platform.tune.report import collect_trials
+    from kp_platform.tune.results.report import collect_trials
 
     trials = {}
     for index, row in enumerate(collect_trials(experiment)):  # suggestion order = list order
@@ -281,9 +281,11 @@ def check_live_against_replay(experiment: Path, fifo: dict[str, Any], live: dict
                               max_epochs: int) -> tuple[int, int]:
     """Hands the fifo curves to a fresh ASHA in the live run's arrival order; counts the rung
     decisions that agree with the live ones (trials matched by their position in the list)."""
+    from asha_replay import TrialRef  # benchmarks/, beside this script
     from ray.tune.schedulers import TrialScheduler
 
-    from kp_platform.tune.rungs import RecordingASHA, TrialRef, read_rungs
+    from kp_platform.tune.driver.rungs import RecordingASHA
+    from kp_platform.tune.experiment import read_rungs
 
     by_label = {row["label"]: tid for tid, row in fifo.items()}
     to_fifo = {tid: by_label[row["label"]] for tid, row in live.items()}

@@ -49,8 +49,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kp_platform.tune import load_space  # noqa: E402
-from kp_platform.tune.runner import build_scheduler, build_searcher, trial_name  # noqa: E402
-from kp_platform.tune.searcher import PrunedAwareOptunaSearch  # noqa: E402
+from kp_platform.tune.driver.runner import build_scheduler, build_searcher, trial_name  # noqa: E402
+from kp_platform.tune.driver.searcher import PrunedAwareOptunaSearch  # noqa: E402
 
 SPACE = {
     "optim.lr": {"loguniform": [1.0e-4, 1.0e-1]},
@@ -187,9 +187,9 @@ def compare_samplers(experiment: Path, repeats: int = 5) -> None:
     """Times one suggestion per sampler setting on a copy of a finished run's study."""
     import optuna
 
-    from kp_platform.tune.parameters import SpaceSampler
-    from kp_platform.tune.searcher import build_sampler
-    from kp_platform.tune.settings import SearchSettings
+    from kp_platform.tune.driver.searcher import build_sampler
+    from kp_platform.tune.spec.parameters import SpaceSampler
+    from kp_platform.tune.spec.settings import SearchSettings
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="kp-samplers-"))

@@ -22,7 +22,7 @@ one still runs; `--deadline` bounds the whole check):
 4. `bench_gpu`: `benchmarks/bench_gpu.py` (training images/s at 256² and 512² in fp32 and
    bf16-mixed, validation + AP share of an epoch, GPU utilisation, the loader and the training
    step alone, decode + metric cost, packed vs one-at-a-time sweep trials);
-5. `sweep`: the demo data (`kp data synth`) and `kp sweep search_spaces/demo.yaml` with 4
+5. `sweep`: the demo data (`kp data synth`) and `kp sweep run search_spaces/demo.yaml` with 4
    trials at `resources.gpu: 0.25`, all running at once; every trial's `metrics.json` must
    name the device it trained on: the GPU (on the CPU in the smoke run);
 6. `predict`: `kp predict --accelerator cuda` with the sweep's best checkpoint on a generated
@@ -194,7 +194,7 @@ class Check:
         else:
             overrides += ["resources.cpu=3", "data.num_workers=2"]
         started = time.monotonic()
-        self.run(self.kp("sweep", "search_spaces/demo.yaml", *overrides),
+        self.run(self.kp("sweep", "run", "search_spaces/demo.yaml", *overrides),
                  STEP_LIMITS["sweep"])
         seconds = time.monotonic() - started
         experiment = self.work / "sweeps" / "gpu-demo"

@@ -11,7 +11,7 @@ from pathlib import Path
 import kp_platform
 
 ROOT = Path(kp_platform.__file__).parent
-LAYERS = ("errors", "files", "config", "ranks", "heatmaps", "data", "metrics", "models",
+LAYERS = ("errors", "console", "files", "config", "ranks", "heatmaps", "data", "metrics", "models",
           "training", "inference", "tune", "pipeline", "cli")
 """Bottom to top: a package may import only those before it (and itself)."""
 
@@ -108,3 +108,30 @@ def test_no_package_imports_a_layer_above_it():
 def test_every_package_has_a_layer():
     packages = {layer(m) for m in import_graph()} - {"kp_platform", "__main__"}
     assert packages <= set(LAYERS), packages - set(LAYERS)
+
+
+TUNE_LAYERS = ("base", "spec", "trial", "driver", "results")
+"""`tune/` by when its code runs, bottom to top; `base`: the modules every phase shares
+(`tune.experiment`, `tune.storage`)."""
+
+
+def tune_layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 else "base"
+
+
+def test_tune_groups_import_only_earlier_groups():
+    upward = []
+    for module, imported in import_graph().items():
+        if layer(module) != "tune" or module == "kp_platform.tune":
+            continue
+        for target in imported:
+            if layer(target) == "tune" and target != "kp_platform.tune" and (
+                    TUNE_LAYERS.index(tune_layer(target)) > TUNE_LAYERS.index(tune_layer(module))):
+                upward.append(f"{module} -> {target}")
+    assert upward == []
+
+
+def test_every_tune_module_has_a_group():
+    groups = {tune_layer(m) for m in import_graph() if layer(m) == "tune"}
+    assert groups <= set(TUNE_LAYERS), groups - set(TUNE_LAYERS)

@@ -22,7 +22,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Render cloth-like scenes (towels, shirts) with keypoints into "
         "OUT_DIR/annotations.json and OUT_DIR/images/. The same arguments give the same bytes.",
     )
-    synth.add_argument("out_dir", metavar="OUT_DIR")
+    synth.add_argument("out_dir", metavar="OUT_DIR",
+                       help="the folder to write (annotations.json and images/)")
     synth.add_argument(
         "--domain", choices=("synthetic", "real"), default="synthetic",
         help="synthetic: clean flat shading (PNG); real: photo backgrounds, texture, lighting, "
@@ -39,7 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Validate a COCO keypoint JSON (structure, values, image files) and print "
         "images, instances and keypoints per channel, with the keypoints dropped and why.",
     )
-    check.add_argument("coco_json", metavar="COCO_JSON")
+    check.add_argument("coco_json", metavar="COCO_JSON",
+                       help="a COCO keypoint file (images are read relative to it)")
     check.add_argument(
         "--channels", metavar="CH", default=None,
         help="channel configuration: a YAML file or the compact form 'a=b:c' "

@@ -37,22 +37,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--matching", choices=("first", "nearest"), default=None,
         help="first: a detection takes the first unmatched ground truth within the threshold "
-        "(the seed framework's rule, default unless the checkpoint says otherwise); nearest: the "
+        "(the rule of the AP this project reproduces, from the heatmap-keypoint framework it "
+        "started from; default unless the checkpoint says otherwise); nearest: the "
         "nearest one",
     )
     parser.add_argument("--visible-only", action="store_true", help="drop occluded (v=1) GT")
     parser.add_argument(
-        "--pixel-origin", choices=("center", "corner"), default="center",
+        "--pixel-origin", choices=("center", "corner"), default=None,
         help="with --gt/--pred: the pixel convention of both files (center: pixel centres at "
-        "integer coordinates; corner: at +0.5); only the image-border check depends on it",
+        "integer coordinates, the default; corner: at +0.5); only the image-border check "
+        "depends on it",
     )
     parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
+    parser.add_argument(
+        "--render", metavar="PNG", default=None,
+        help="with --checkpoint: also draw a grid of the first 12 images of --data with the "
+        "labelled points (circles) and the predictions (crosses), a colour per channel")
     add_device_flags(parser, "with --checkpoint: processes, one device each (DDP; N processes "
                      "give the one-process metrics)")
     parser.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from kp_platform.config.schema import EvalConfig
     from kp_platform.errors import InputError
     from kp_platform.metrics import evaluate_predictions
 
@@ -62,6 +69,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.checkpoint or args.data:
         if not (args.checkpoint and args.data) or args.gt or args.pred or args.channels:
             raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
+        if args.visible_only or args.pixel_origin is not None:
+            raise InputError("--visible-only and --pixel-origin go with --gt/--pred (a "
+                             "checkpoint brings its own)", "kp eval")
         from kp_platform.inference import evaluate_checkpoint
 
         overrides = {"thresholds": args.thresholds, "matching": args.matching}
@@ -73,11 +83,19 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         if not (args.gt and args.pred):
             raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
+        if args.render:
+            raise InputError("--render goes with --checkpoint and --data", "kp eval")
+        defaults = EvalConfig()
         metrics = evaluate_predictions(
-            args.gt, args.pred, args.channels, args.thresholds or [2.0, 4.0, 8.0],
-            args.matching or "first", args.visible_only, args.pixel_origin,
+            args.gt, args.pred, args.channels, args.thresholds or defaults.thresholds,
+            args.matching or defaults.matching, args.visible_only, args.pixel_origin or "center",
         )
     print(format_metrics(metrics))
+    if args.render:
+        from kp_platform.inference import Detector, render_prediction_grid
+
+        detector = Detector.from_checkpoint(args.checkpoint, device=args.accelerator)
+        print(f"wrote {render_prediction_grid(detector, args.data, args.render)}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from kp_platform import __version__
+from kp_platform.console import quiet_library_info
 from kp_platform.errors import ExternalError, InputError
 
 # Sub-command modules; each defines `add_parser(subparsers)` and sets `func` on its parser.
@@ -51,9 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs `kp`; returns 0 on success, 2 on bad input or usage, 1 when a subprocess or network
     call fails (one `error:` line) or on anything unexpected."""
     args = build_parser().parse_args(argv)
-    # Lightning logs its banner (GPU/TPU availability, tips) at INFO through its rank-zero
-    # logger; `kp` prints what it chose itself, and Lightning's warnings still come through.
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    quiet_library_info()
     try:
         return int(args.func(args) or 0)
     except InputError as exc:

@@ -21,16 +21,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "a single COCO file keeps its ids, a single video uses the frame index (from 0), "
         "anything else is numbered 1, 2, ... in reading order.",
     )
-    predict.add_argument("--checkpoint", required=True, metavar="CKPT")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT")
-    predict.add_argument("--out", required=True, metavar="PRED.json")
+    predict.add_argument("--checkpoint", required=True, metavar="CKPT",
+                         help="a checkpoint path or wandb:<entity>/<project>/<name>:<alias>")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="images, folders of images, or videos")
+    predict.add_argument("--out", required=True, metavar="PRED.json",
+                         help="where to write the detections (COCO-style results JSON)")
     predict.add_argument("--render", metavar="DIR",
                          help="write copies of the images and videos with the detections drawn")
     predict.add_argument("--min-score", type=float, default=None,
                          help="return (and draw) the peaks scoring above this; default: the "
                          "checkpoint's eval.score_threshold (0.1); its eval.score_floor (0.01) "
                          "gives the peaks that validation scores")
-    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--batch-size", type=int, default=8,
+                         help="images per forward pass (default 8)")
     predict.add_argument("--workers", type=int, default=0,
                          help="loader processes that decode images and frames (default 0)")
     add_device_flags(predict)  # one device
@@ -44,9 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "'keypoints' (B, C, K, 3) (x, y, score) in the pixels of an original image of "
         "--image-size, and 'valid' (B, C, K).",
     )
-    export.add_argument("--checkpoint", required=True, metavar="CKPT")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--checkpoint", required=True, metavar="CKPT",
+                        help="a checkpoint path or wandb:<entity>/<project>/<name>:<alias>")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"),
+                        help="the exported format")
+    export.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     export.add_argument("--with-decoding", action="store_true",
                         help="include peak decoding and the mapping to original-image pixels")
     export.add_argument("--image-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),

@@ -22,7 +22,8 @@ PIPELINE_HELP = (
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("pipeline", help="run a multi-stage pipeline",
                                    description=PIPELINE_HELP)
-    parser.add_argument("pipeline", metavar="PIPELINE.yaml")
+    parser.add_argument("pipeline", metavar="PIPELINE.yaml",
+                        help="a pipeline file (search_spaces/pipelines/synth2real.yaml)")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value",
         help="root=DIR or name=NAME; datasets.KEY.num_images=N; a config key for every "

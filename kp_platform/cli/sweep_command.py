@@ -1,5 +1,5 @@
-"""`kp sweep SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`, `kp sweep sync DIR`,
-`kp sweep dashboard DIR [--port N]`."""
+"""`kp sweep run SPACE.yaml [key=value ...] [--resume]`, `kp sweep report DIR`,
+`kp sweep sync DIR`, `kp sweep dashboard DIR [--port N]`."""
 
 from __future__ import annotations
 
@@ -7,106 +7,81 @@ import argparse
 import sys
 
 SWEEP_HELP = (
-    "Run a hyperparameter sweep: Ray Tune runs the trials (an embedded local Ray unless "
+    "Hyperparameter sweeps: Ray Tune runs the trials (an embedded local Ray unless "
     "RAY_ADDRESS names a cluster), Optuna's TPE proposes configurations, ASHA stops weak "
-    "trials on the AP evaluations, every trial is a wandb run (job type 'trial', grouped by "
-    "sweep), and the best checkpoint is registered as the wandb artifact <sweep>-best. "
-    "Forms: 'kp sweep SPACE.yaml [key=value ...] [--resume]', 'kp sweep report DIR', "
-    "'kp sweep sync DIR', 'kp sweep dashboard DIR [--port N]' (each with --help)."
+    "trials on the sparse evaluations, every trial is a wandb run (job type 'trial', grouped "
+    "by sweep), and the best checkpoint is registered as the wandb artifact <sweep>-best. "
+    "Each action has its own --help."
+)
+RUN_HELP = (
+    "Run a sweep from a search-space file (see search_spaces/demo.yaml; 'scheduler: fifo' "
+    "turns early stopping off). Every configuration it can produce and every data file its "
+    "trials read are checked before Ray starts. Trials that fail end the sweep with one "
+    "'error: trial ID failed: ...' line each and exit status 1. A sweep whose experiment "
+    "folder (storage_path/name) already holds a Tune experiment is restored: finished trials "
+    "are kept, interrupted trials continue from their last checkpoint."
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in the project's one-line form, exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-        raise SystemExit(2)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sweep", help="run, report on and sync a sweep",
+    parser = subparsers.add_parser("sweep", help="run, report on, sync and watch a sweep",
                                    description=SWEEP_HELP)
-    parser.add_argument("target", metavar="SPACE.yaml|report|sync|dashboard", nargs="?")
-    # Everything else goes to the form's own parser, which gives each form its own --help.
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    parser.set_defaults(func=run)
+    # The sub-parsers inherit `kp`'s parser class: one-line usage errors, exit status 2.
+    actions = parser.add_subparsers(dest="sweep_action", metavar="ACTION")
+    actions.required = True
 
-
-def run(args: argparse.Namespace) -> int:
-    if args.target is None:
-        _sweep_parser().error("the following arguments are required: SPACE.yaml")
-    if args.target == "report":
-        return _report(_report_parser().parse_args(args.rest))
-    if args.target == "sync":
-        return _sync(_sync_parser().parse_args(args.rest))
-    if args.target == "dashboard":
-        return _dashboard(_dashboard_parser().parse_args(args.rest))
-    return _sweep(_sweep_parser().parse_args([args.target, *args.rest]))
-
-
-def _sweep_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="kp sweep", description=SWEEP_HELP + " SPACE.yaml, every configuration it can "
-        "produce and every data file its trials read are checked before Ray starts (see "
-        "search_spaces/demo.yaml; 'scheduler: fifo' turns early stopping off). Trials that "
-        "fail end the sweep with one 'error: trial ID failed: ...' line each and exit status "
-        "1. A sweep whose experiment folder "
-        "(storage_path/name) already holds a Tune experiment is restored: finished trials are "
-        "kept, interrupted trials continue from their last checkpoint.")
-    parser.add_argument("space", metavar="SPACE.yaml")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value",
+    run = actions.add_parser("run", help="run (or resume) a sweep from SPACE.yaml",
+                             description=RUN_HELP)
+    run.add_argument("space", metavar="SPACE.yaml", help="the search-space file")
+    run.add_argument(
+        "overrides", nargs="*", default=[], metavar="key=value",
         help="a sweep setting (num_samples=4, asha.max_epochs=6, storage_path=DIR) or a base "
         "config key (data.train=PATH, optim.weight_decay=0)")
-    parser.add_argument("--resume", action="store_true",
-                        help="insist on restoring an existing experiment (an error if none)")
-    return parser
+    run.add_argument("--resume", action="store_true",
+                     help="insist on restoring an existing experiment (an error if none)")
+    run.set_defaults(func=_sweep)
 
-
-def _report_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="kp sweep report", description="Print one row per trial of a sweep: id, status "
-        "(completed, stopped (ASHA), errored), sampled values, best val/map and epochs, and "
+    report = actions.add_parser(
+        "report", help="print and plot a sweep's trials, rungs and importances",
+        description="Print one row per trial of a sweep: id, status (completed, stopped "
+        "(ASHA), errored), sampled values, best value of the sweep's metric and epochs, and "
         "the Optuna study's verdict; then the sweep's best against its base-config trial, "
         "ASHA's rungs (who stopped where, each rung's cut-off) and the parameter importances "
         "(fANOVA). Writes DIR/val_map.png (the sweep's metric against epoch, named after it: "
-        "val_mean_px_error.png for val/mean_px_error; coloured by how each trial "
-        "ended) and DIR/importances.png, and ends with where everything is.")
-    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
-    parser.add_argument("--plot", metavar="PNG", default=None,
+        "val_mean_px_error.png for val/mean_px_error; coloured by how each trial ended) and "
+        "DIR/importances.png, and ends with where everything is.")
+    report.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    report.add_argument("--plot", metavar="PNG", default=None,
                         help="where to write the plot (default: DIR/<metric>.png, e.g. "
                         "DIR/val_map.png)")
-    parser.add_argument("--out", metavar="REPORT.json", default=None,
+    report.add_argument("--out", metavar="REPORT.json", default=None,
                         help="also write the rows and curves as JSON to this file")
-    return parser
+    report.set_defaults(func=_report)
 
+    sync = actions.add_parser(
+        "sync", help="upload a sweep's offline wandb runs",
+        description="Upload a sweep's offline wandb runs (every trial and the registration "
+        "run) with `wandb sync`, then link <sweep>-best to the registry named by the sweep's "
+        "wandb.registry. Needs wandb credentials.")
+    sync.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="list the runs that would be synced, and stop")
+    sync.set_defaults(func=_sync)
 
-def _sync_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="kp sweep sync", description="Upload a sweep's offline wandb runs (every trial "
-        "and the registration run) with `wandb sync`, then link <sweep>-best to the registry "
-        "named by the sweep's wandb.registry. Needs wandb credentials.")
-    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="list the runs that would be synced, and stop")
-    return parser
-
-
-def _dashboard_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="kp sweep dashboard", description="Serve optuna-dashboard (a live view of the "
-        "study: history, parameter importances, intermediate values) on the sweep's study, "
-        "SQLite or PostgreSQL, bound to 127.0.0.1 only; reach it from another machine through "
-        "an SSH tunnel (ssh -N -L PORT:127.0.0.1:PORT HOST). Runs until Ctrl-C.")
-    parser.add_argument("experiment", metavar="DIR", help="the experiment folder")
-    parser.add_argument("--port", type=int, default=8080,
-                        help="the loopback port to listen on (default 8080)")
-    return parser
+    dashboard = actions.add_parser(
+        "dashboard", help="serve optuna-dashboard on a sweep's study (loopback only)",
+        description="Serve optuna-dashboard (a live view of the study: history, parameter "
+        "importances, intermediate values) on the sweep's study, SQLite or PostgreSQL, bound "
+        "to 127.0.0.1 only; reach it from another machine through an SSH tunnel (ssh -N -L "
+        "PORT:127.0.0.1:PORT HOST). Runs until Ctrl-C.")
+    dashboard.add_argument("experiment", metavar="DIR", help="the experiment folder")
+    dashboard.add_argument("--port", type=int, default=8080,
+                           help="the loopback port to listen on (default 8080)")
+    dashboard.set_defaults(func=_dashboard)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from kp_platform.tune.dashboard import serve_dashboard
+    from kp_platform.tune.results.dashboard import serve_dashboard
 
     serve_dashboard(args.experiment, args.port)
     return 0
@@ -114,19 +89,19 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from kp_platform.tune import load_space
-    from kp_platform.tune.runner import run_sweep
+    from kp_platform.tune.driver.runner import run_sweep
 
     spec = load_space(args.space, args.overrides)
     results = run_sweep(spec, resume=args.resume)
     # Imported once the sweep ran: it brings in Lightning, which a refused sweep never needs.
-    from kp_platform.tune.registry import register_best
+    from kp_platform.tune.results.registry import register_best
 
     errored = [r for r in results if r.error is not None]
     print(f"experiment: {spec.experiment_dir}")
     print(f"trials: {len(results)} ({len(errored)} errored)")
     report = None
     if not spec.remote_storage:  # the report reads the local experiment folder
-        from kp_platform.tune.report import format_base_vs_best, make_report
+        from kp_platform.tune.results.report import format_base_vs_best, make_report
 
         report = make_report(spec.experiment_dir)
         print(format_base_vs_best(report.rows, spec.metric, spec.mode))
@@ -156,7 +131,7 @@ def _report_failures(errored: list) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from kp_platform.tune.report import make_report, write_summary
+    from kp_platform.tune.results.report import make_report, write_summary
 
     report = make_report(args.experiment, args.plot)
     print(report.text)
@@ -181,6 +156,8 @@ def where_everything_is(experiment: str, plots: list) -> str:
                      f"{best / 'best.json'})")
     for path in sorted(best.glob("*metrics*.json")):
         lines.append(f"evaluation:      {path}")
+    for path in sorted(best.glob("*.png")):
+        lines.append(f"predictions:     {path} (labelled: circles; predicted: crosses)")
     lines += [f"plots:           {', '.join(str(p) for p in plots)}",
               f"wandb:           offline runs under {folder}; upload them with "
               f"`kp sweep sync {folder}`",
@@ -190,7 +167,7 @@ def where_everything_is(experiment: str, plots: list) -> str:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from kp_platform.tune.registry import sync_experiment
+    from kp_platform.tune.results.registry import sync_experiment
 
     runs = sync_experiment(args.experiment, dry_run=args.dry_run)
     verb = "would sync" if args.dry_run else "synced"

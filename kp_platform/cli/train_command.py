@@ -17,8 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "checkpoints/last.ckpt, metrics.json and the wandb run (offline unless credentials "
         "exist and logging.wandb.mode=online).",
     )
-    parser.add_argument("config", metavar="CONFIG.yaml")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("config", metavar="CONFIG.yaml",
+                        help="a config file; keys it leaves out keep their defaults "
+                        "(configs/demo.yaml is one)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config keys on top of the file (data.train=PATH, optim.lr=1e-3)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
                         help="continue RUN_DIR from its checkpoints/last.ckpt")
     parser.add_argument(

@@ -39,7 +39,7 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
     config_sections = {k.split(".")[0] for k in all_keys()}
 
     def type_of(key: str) -> Any:
-        from kp_platform.tune.space import setting_type
+        from kp_platform.tune.spec.space import setting_type
 
         head, _, rest = key.partition(".")
         if head in stage_names and rest:

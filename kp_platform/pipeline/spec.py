@@ -338,7 +338,7 @@ def _check_override_key(key: str, kind: str, where: str, source: str) -> None:
     if key in all_keys():
         return
     if kind == "sweep":
-        from kp_platform.tune.space import TOP_LEVEL as SWEEP_KEYS
+        from kp_platform.tune.spec.space import TOP_LEVEL as SWEEP_KEYS
 
         head = key.split(".")[0]
         if head in SWEEP_OWNED:

@@ -64,10 +64,10 @@ def build_sweep(pipeline: PipelineSpec, stage: StageSpec, overrides: Mapping[str
 
     The file is the sweep file with the stage's `space`, its sweep settings and config
     overrides laid in, named `<pipeline>-<stage>`, its experiment under the stage's folder:
-    `kp sweep space_file` runs the same sweep by hand.
+    `kp sweep run space_file` runs the same sweep by hand.
     """
     from kp_platform.tune import load_space
-    from kp_platform.tune.space import base_overrides
+    from kp_platform.tune.spec.space import base_overrides
 
     data = read_yaml(stage.file)
     if stage.space is not None:
@@ -112,8 +112,8 @@ def build_train_config(pipeline: PipelineSpec, stage: StageSpec,
 def run_sweep_stage(pipeline: PipelineSpec, stage: StageSpec,
                     records: Mapping[str, StageRecord]) -> StageRecord:
     """Runs (or restores and finishes) the stage's sweep and registers its best checkpoint."""
-    from kp_platform.tune.registry import register_best
-    from kp_platform.tune.runner import run_sweep
+    from kp_platform.tune.driver.runner import run_sweep
+    from kp_platform.tune.results.registry import register_best
 
     stage_dir = pipeline.stage_dir(stage.name)
     space_file = stage_dir / "space.yaml"

@@ -7,7 +7,8 @@ failed trial's error.
   space.yaml          the space as run (a resume reads it back)      SPACE_COPY
   study.yaml          where the Optuna study lives                   STUDY_FILE
   optuna.db           the study itself, when SQLite (the default)    DEFAULT_DB
-  driver.lock         held by the running driver                     LOCK_FILE
+  driver.lock         OS-locked by the running driver                LOCK_FILE
+  driver.json         who holds it (host, pid, start)                DRIVER_FILE
   asha_rungs.jsonl    ASHA's decisions, one line each                RUNGS_FILE
   best/               the registered best checkpoint                 BEST_DIR
   trial_<id>/         one trial's run directory:
@@ -20,12 +21,15 @@ failed trial's error.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 SPACE_COPY = "space.yaml"
 STUDY_FILE = "study.yaml"
 DEFAULT_DB = "optuna.db"
 LOCK_FILE = "driver.lock"
+DRIVER_FILE = "driver.json"
 RUNGS_FILE = "asha_rungs.jsonl"
 BEST_DIR = "best"
 RUN_CONFIG = "config.yaml"
@@ -52,3 +56,26 @@ def error_line(trial_path: str | Path | None, error: BaseException | None) -> st
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     # Ray's error text ends with the original exception, e.g. "FloatingPointError: ...".
     return lines[-1] if lines else "unknown error"
+
+
+@dataclass(frozen=True)
+class RungDecision:
+    """What ASHA decided when a trial reached a rung (a line of `asha_rungs.jsonl`)."""
+
+    trial_id: str
+    rung: int
+    """The rung's epoch (a milestone of the bracket)."""
+    value: float
+    """The trial's metric at the rung."""
+    cutoff: float | None
+    """The rung's cut-off before this trial was recorded; None: first trial at the rung."""
+    stopped: bool
+
+
+def read_rungs(experiment: str | Path) -> list[RungDecision]:
+    """The live rung decisions of an experiment, in decision order (empty when none)."""
+    path = Path(experiment) / RUNGS_FILE
+    if not path.is_file():
+        return []
+    return [RungDecision(**json.loads(line)) for line in path.read_text().splitlines()
+            if line.strip()]

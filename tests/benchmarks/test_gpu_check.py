@@ -43,7 +43,7 @@ def test_smoke_run_passes_every_step_and_reports_the_goals(tmp_path):
     assert report["goals"]["predict_batch16_over_batch1"]["measured"] == \
         predict["batch16_over_batch1"]
     log = (out / "gpu_check.log").read_text()
-    assert "kp_platform.cli.main sweep search_spaces/demo.yaml" in log
+    assert "kp_platform.cli.main sweep run search_spaces/demo.yaml" in log
 
 
 def test_a_failing_step_is_reported_and_the_check_fails(tmp_path):

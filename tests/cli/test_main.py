@@ -1,16 +1,45 @@
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from kp_platform.cli.main import build_parser
 
-@pytest.mark.parametrize("argv", [[], ["data"], ["data", "synth"], ["data", "check"]])
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    """(argv, parser) for `kp` and every command and action under it."""
+    yield path, parser
+    for action in parser._actions:  # argparse keeps no public list of sub-parsers
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+
+
+COMMANDS = list(_commands(build_parser()))
+
+
+def test_the_command_tree_is_complete():
+    names = {" ".join(argv) for argv, _ in COMMANDS}
+    assert {"train", "eval", "predict", "export", "pipeline", "data import", "sweep run",
+            "sweep report", "sweep sync", "sweep dashboard"} <= names
+
+
+@pytest.mark.parametrize("argv", [argv for argv, _ in COMMANDS],
+                         ids=lambda argv: " ".join(argv) or "kp")
 def test_every_command_has_help(run_kp, argv):
     code, out, _ = run_kp(*argv, "--help")
-    assert code == 0 and out.startswith("usage: kp")
+    assert code == 0 and out.startswith(" ".join(["usage: kp", *argv]))
+
+
+def test_every_argument_says_what_it_is():
+    silent = [f"kp {' '.join(argv)} {action.option_strings or action.dest}"
+              for argv, parser in COMMANDS for action in parser._actions
+              if not action.help and not isinstance(action, argparse._SubParsersAction)]
+    assert silent == []
 
 
 def test_usage_error_is_one_line_with_status_2(run_kp):

@@ -583,8 +583,8 @@ def check_ray_job(doc: dict[str, Any], where: str) -> list[str]:
     if not isinstance(ttl, int) or ttl < 0:
         problems.append(f"{where}: ttlSecondsAfterFinished missing or invalid ({ttl!r})")
     entrypoint = spec.get("entrypoint", "")
-    if shlex.split(entrypoint)[:2] != ["kp", "sweep"]:
-        problems.append(f"{where}: entrypoint {entrypoint!r} does not run `kp sweep`")
+    if shlex.split(entrypoint)[:3] != ["kp", "sweep", "run"]:
+        problems.append(f"{where}: entrypoint {entrypoint!r} does not run `kp sweep run`")
     if "rayClusterSpec" not in spec:
         problems.append(f"{where}: no rayClusterSpec (shutdownAfterJobFinishes only deletes a "
                         "cluster the RayJob created)")

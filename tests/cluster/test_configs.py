@@ -272,7 +272,7 @@ def test_raycluster_gpu_group_matches_num_gpus(k8s_docs: list[tuple[str, Any]]) 
 
 def test_rayjob_runs_a_sweep_and_cleans_up(k8s_docs: list[tuple[str, Any]]) -> None:
     spec = _doc(k8s_docs, "RayJob")["spec"]
-    assert spec["entrypoint"].startswith("kp sweep search_spaces/")
+    assert spec["entrypoint"].startswith("kp sweep run search_spaces/")
     assert "storage_path=" in spec["entrypoint"]
     assert spec["shutdownAfterJobFinishes"] is True
     assert spec["ttlSecondsAfterFinished"] >= 0
@@ -384,9 +384,11 @@ K8S_BREAKAGES: list[tuple[str, Callable[[list[tuple[str, dict[str, Any]]]], None
     ("no-ttl", lambda d: _rj(d)["spec"].pop("ttlSecondsAfterFinished"), "ttlSeconds"),
     ("entrypoint", lambda d: _rj(d)["spec"].update(entrypoint="python train.py"), "kp sweep"),
     ("local-storage", lambda d: _rj(d)["spec"].update(
-        entrypoint="kp sweep search_spaces/demo.yaml storage_path=/tmp/results"), "storage_path"),
+        entrypoint="kp sweep run search_spaces/demo.yaml storage_path=/tmp/results"),
+     "storage_path"),
     ("sqlite-study", lambda d: _rj(d)["spec"].update(
-        entrypoint="kp sweep search_spaces/demo.yaml storage_path=/mnt/kp-results"), "SQLite"),
+        entrypoint="kp sweep run search_spaces/demo.yaml storage_path=/mnt/kp-results"),
+     "SQLite"),
     ("password-in-url", lambda d: _rj(d)["spec"].update(entrypoint=_rj(d)["spec"][
         "entrypoint"].replace("postgresql://kp@", "postgresql://kp:hunter2@")),
      "carries a password"),
@@ -490,7 +492,7 @@ def test_readme_walks_through_every_target() -> None:
         "ray up cluster/launcher/aws.yaml", "ray dashboard cluster/launcher/aws.yaml",
         "ray up cluster/launcher/gcp.yaml", "ray down cluster/launcher/aws.yaml",
         "RAY_AUTH_MODE=token ray job submit --address http://localhost:8265 --working-dir .",
-        "kp sweep search_spaces/demo.yaml storage_path=$KP_STORAGE", "ray job logs -f",
+        "kp sweep run search_spaces/demo.yaml storage_path=$KP_STORAGE", "ray job logs -f",
         "ray status", "helm install kuberay-operator", "kubectl create secret generic",
         "kubectl apply -f cluster/kuberay/raycluster.yaml", "kubectl port-forward",
         "kubectl apply -f cluster/kuberay/rayjob.yaml", "kp sweep sync", "-best",

@@ -34,7 +34,7 @@ import optuna
 import pytest
 
 from kp_platform.training import read_checkpoint
-from kp_platform.tune.report import collect_trials
+from kp_platform.tune.results.report import collect_trials
 from tests.cluster.loopback import (
     BIN,
     LoopbackCluster,
@@ -198,7 +198,7 @@ def test_sweep_survives_the_loss_of_a_node(cluster, synth_data, tmp_path):
         urllib.request.urlopen(cluster.dashboard + "/api/jobs/", timeout=30)
     space, experiment = _sweep(synth_data, tmp_path, "nodeloss", num_samples=2,
                                max_concurrent=2, max_failures=2)
-    job = cluster.submit("nodeloss", [KP, "sweep", str(space)], working_dir=REPO)
+    job = cluster.submit("nodeloss", [KP, "sweep", "run", str(space)], working_dir=REPO)
     watch = Watch(cluster, experiment)
 
     def checkpointed_on_node(trials):
@@ -251,7 +251,7 @@ def test_killed_job_driver_is_resumed_by_a_second_job(cluster, synth_data, tmp_p
     # A snapshot every second, so that the mid-run trial is in the last one (see test_faults).
     space, experiment = _sweep(synth_data, tmp_path, "driverkill", num_samples=2,
                                max_concurrent=1, max_failures=1, checkpoint_period_s=1)
-    first = cluster.submit("driverkill-1", [KP, "sweep", str(space)], working_dir=REPO)
+    first = cluster.submit("driverkill-1", [KP, "sweep", "run", str(space)], working_dir=REPO)
     watch = Watch(cluster, experiment)
 
     def one_finished_one_mid_run(trials):
@@ -274,7 +274,7 @@ def test_killed_job_driver_is_resumed_by_a_second_job(cluster, synth_data, tmp_p
     _wait(lambda: not pid_alive(interrupted_pid), 120, "the interrupted trial's worker to end")
     finished_results = (experiment / finished / "result.json").read_text()
 
-    second = cluster.submit("driverkill-2", [KP, "sweep", str(space), "--resume"],
+    second = cluster.submit("driverkill-2", [KP, "sweep", "run", str(space), "--resume"],
                             working_dir=REPO)
     info = watch.wait_job(second)
     _assert_succeeded(cluster, second, info)

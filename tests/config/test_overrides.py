@@ -14,7 +14,7 @@ from kp_platform.errors import InputError
 from kp_platform.pipeline import load_pipeline
 from kp_platform.pipeline.stages import build_sweep, build_train_config, training_overrides
 from kp_platform.tune import load_space
-from kp_platform.tune.space import config_value, setting_type
+from kp_platform.tune.spec.space import config_value, setting_type
 from tests.pipeline.conftest import tiny_data, write_pipeline
 from tests.tune.conftest import space_data, write_space
 

@@ -9,7 +9,7 @@ from typing import Any
 def crash_once_trial(trial_values: dict[str, Any], base: dict[str, Any], marker: str,
                      crash_epoch: int, experiment_dir: str) -> None:
     """`run_trial`, but the first attempt dies right after reporting `crash_epoch`."""
-    import kp_platform.tune.trainable as trainable
+    import kp_platform.tune.trial.trainable as trainable
 
     class CrashOnce(trainable.TuneReportCallback):
         def on_validation_end(self, trainer, pl_module) -> None:

@@ -19,9 +19,9 @@ import pytest
 
 from kp_platform.config import config_to_dict
 from kp_platform.tune import load_space
-from kp_platform.tune.lifecycle import graceful
-from kp_platform.tune.report import collect_trials
-from kp_platform.tune.runner import build_tuner
+from kp_platform.tune.driver.lifecycle import graceful
+from kp_platform.tune.driver.runner import build_tuner
+from kp_platform.tune.results.report import collect_trials
 from tests.tune.conftest import space_data, write_space
 from tests.tune.helpers import crash_once_trial
 from tests.wandb_records import closed_offline_runs, offline_runs
@@ -90,7 +90,7 @@ def test_trials_failing_at_run_time_end_in_one_line_each(ray_session, synth_data
                       max_failures=1, search={"seed": 0, "startup_trials": 10},
                       asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 1})
     data["base"]["overrides"]["optim.weight_decay"] = 1.0e30
-    code, out, err = run_kp("sweep", write_space(tmp_path / "failing.yaml", data))
+    code, out, err = run_kp("sweep", "run", write_space(tmp_path / "failing.yaml", data))
     assert code == 1, err
     (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
     assert re.fullmatch(r"error: trial \w+ failed: FloatingPointError: training loss is "
@@ -116,7 +116,7 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
                       wandb={"mode": "offline", "project": "kp-tests"})
     space = write_space(tmp_path / "kill.yaml", data)
     experiment = tmp_path / "sweeps" / "kill"
-    kp = [str(Path(sys.executable).parent / "kp"), "sweep", str(space)]
+    kp = [str(Path(sys.executable).parent / "kp"), "sweep", "run", str(space)]
     # The driver runs its own embedded Ray, in a temp dir of its own (a killed head's leftovers
     # must not reach the test session's Ray).
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}

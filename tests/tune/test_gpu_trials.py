@@ -19,15 +19,15 @@ import ray
 from kp_platform.cli.main import main as kp_main
 from kp_platform.errors import InputError
 from kp_platform.tune import load_space
-from kp_platform.tune.runner import check_resources
-from kp_platform.tune.trial_devices import check_trial_devices, trial_base, trial_resources
+from kp_platform.tune.driver.runner import check_resources
+from kp_platform.tune.driver.trial_devices import check_trial_devices, trial_base, trial_resources
 from tests.tune.conftest import space_data, write_space
 
 
 def _sweep(root, data):
     stderr = io.StringIO()
     with contextlib.redirect_stderr(stderr):
-        code = kp_main(["sweep", str(write_space(root / f"{data['name']}.yaml", data))])
+        code = kp_main(["sweep", "run", str(write_space(root / f"{data['name']}.yaml", data))])
     return code, stderr.getvalue()
 
 
@@ -94,7 +94,7 @@ def test_an_unknown_gpu_type_is_refused_and_a_known_one_accepted(ray_session, sy
     data = space_data(synth_data, tmp_path / "sweeps",
                       resources={"cpu": 1, "gpu": 0.5, "accelerator_type": "A100"})
     path = write_space(tmp_path / "space.yaml", data)
-    code, _, err = run_kp("sweep", path)
+    code, _, err = run_kp("sweep", "run", path)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 0.5 GPU of "
                           "type A100 but no node of the Ray cluster has that")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from kp_platform.tune.importance import format_importances, parameter_importances
-from kp_platform.tune.report import TrialRow
+from kp_platform.tune.results.importance import format_importances, parameter_importances
+from kp_platform.tune.results.report import TrialRow
 
 
 def _trials(count, complete):

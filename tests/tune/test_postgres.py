@@ -41,7 +41,8 @@ def two_sweeps(ray_session, postgres, synth_data, tmp_path_factory):
     os.environ[PASSWORD_ENV] = postgres.password
     try:
         driver_a = subprocess.Popen(
-            kp_command("sweep", str(_space(synth_data, root, "pg_a", postgres.url))), cwd=root,
+            kp_command("sweep", "run", str(_space(synth_data, root, "pg_a", postgres.url))),
+            cwd=root,
             env=env_with_repo(RAY_ADDRESS=ray.get_runtime_context().gcs_address),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         storage = open_storage(location)
@@ -52,7 +53,7 @@ def two_sweeps(ray_session, postgres, synth_data, tmp_path_factory):
                 driver_a.kill()
                 pytest.fail(f"sweep A did not start: {driver_a.communicate()}")
             time.sleep(0.5)
-        code_b = kp_main(["sweep", str(_space(synth_data, root, "pg_b", postgres.url))])
+        code_b = kp_main(["sweep", "run", str(_space(synth_data, root, "pg_b", postgres.url))])
         out_a, err_a = driver_a.communicate(timeout=300)
     finally:
         del os.environ[PASSWORD_ENV]

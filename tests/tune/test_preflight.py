@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import kp_platform.tune.runner as runner
+import kp_platform.tune.driver.runner as runner
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.tune import load_space
-from kp_platform.tune.parameters import Parameter
-from kp_platform.tune.preflight import preflight, space_corners
+from kp_platform.tune.spec.parameters import Parameter
+from kp_platform.tune.spec.preflight import preflight, space_corners
 from tests.tune.conftest import space_data, write_space
 
 
@@ -24,7 +24,7 @@ def no_ray(monkeypatch):
 
 def _refused(run_kp, tmp_path, data, *expected):
     path = write_space(tmp_path / "space.yaml", data)
-    code, out, err = run_kp("sweep", path)
+    code, out, err = run_kp("sweep", "run", path)
     assert code == 2, (out, err)
     assert err.startswith("error: ") and err.count("\n") == 1, err
     for text in expected:
@@ -119,4 +119,4 @@ def test_a_gpu_share_needs_a_gpu_the_embedded_ray_advertises(no_ray, run_kp, syn
     data["ray"]["num_gpus"] = 1
     path = write_space(tmp_path / "space.yaml", data)
     with pytest.raises(AssertionError, match="Ray was started"):
-        run_kp("sweep", path)
+        run_kp("sweep", "run", path)

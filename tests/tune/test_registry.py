@@ -55,7 +55,7 @@ def test_failing_wandb_registration_is_one_line(tmp_path, monkeypatch):
     import wandb
 
     from kp_platform.errors import ExternalError
-    from kp_platform.tune.registry import _log_registration
+    from kp_platform.tune.results.registry import _log_registration
 
     def refuse(**_kwargs):
         raise ConnectionError("api.wandb.ai unreachable\nretry later")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from kp_platform.tune import load_space
+from kp_platform.tune.driver.runner import _settings_text
 from kp_platform.tune.experiment import SPACE_COPY
-from kp_platform.tune.report import _scheduler, _status
-from kp_platform.tune.runner import _settings_text
+from kp_platform.tune.results.report import _scheduler, _status
 from tests.tune.conftest import space_data, write_space
 
 
@@ -30,7 +30,7 @@ def test_the_scheduler_is_read_back_from_the_experiment(tmp_path):
 
 
 def _rows(values_by_trial, base="b"):
-    from kp_platform.tune.report import TrialRow, _best
+    from kp_platform.tune.results.report import TrialRow, _best
 
     return [TrialRow(trial_id=t, status="completed", values={}, epochs=len(v), base=t == base,
                      best=_best(v, "min"), curve=list(enumerate(v, 1)))
@@ -38,7 +38,7 @@ def _rows(values_by_trial, base="b"):
 
 
 def test_a_minimised_metric_is_reported_as_lower_is_better():
-    from kp_platform.tune.report import format_base_vs_best, format_rungs, rung_cutoffs
+    from kp_platform.tune.results.report import format_base_vs_best, format_rungs, rung_cutoffs
 
     rows = _rows({"b": [30.0, 12.0], "t": [20.0, 6.5]})
     assert [row.best for row in rows] == [12.0, 6.5]  # each trial's lowest error

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import math
 
-import kp_platform.tune.reporting as reporting
+import kp_platform.tune.trial.reporting as reporting
 from kp_platform.training import read_checkpoint, train
 from kp_platform.tune.experiment import CHECKPOINT_FILE
-from kp_platform.tune.reporting import TuneReportCallback
+from kp_platform.tune.trial.reporting import TuneReportCallback
 from tests.conftest import tiny_config
 
 

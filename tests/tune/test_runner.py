@@ -8,7 +8,7 @@ import yaml
 
 from kp_platform.errors import InputError
 from kp_platform.tune import load_space
-from kp_platform.tune.runner import (
+from kp_platform.tune.driver.runner import (
     SPACE_COPY,
     _check_same_sweep,
     _settings_text,
@@ -29,7 +29,7 @@ def test_gpu_request_beyond_every_node_is_refused(ray_session, synth_data, tmp_p
     data = space_data(synth_data, tmp_path / "sweeps", resources={"cpu": 1, "gpu": 2})
     data["base"]["overrides"]["trainer.accelerator"] = "auto"
     path = write_space(tmp_path / "space.yaml", data)
-    code, _, err = run_kp("sweep", path)
+    code, _, err = run_kp("sweep", "run", path)
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"error: {path}: resources: a trial asks for 1 CPU and 2 GPU but no "
                           "node of the Ray cluster has that")
@@ -38,10 +38,10 @@ def test_gpu_request_beyond_every_node_is_refused(ray_session, synth_data, tmp_p
 
 def test_fractional_request_that_fits_is_accepted_and_more_cpus_than_a_node_is_not(
         ray_session, synth_data, tmp_path, run_kp):
-    code, _, err = run_kp("sweep", _space(tmp_path, synth_data, resources={"cpu": 8}))
+    code, _, err = run_kp("sweep", "run", _space(tmp_path, synth_data, resources={"cpu": 8}))
     assert code == 2 and "asks for 8 CPU and 0 GPU" in err
     # 0.5 CPU fits; --resume then finds nothing to resume, which is the next check
-    code, _, err = run_kp("sweep", _space(tmp_path, synth_data, resources={"cpu": 0.5}),
+    code, _, err = run_kp("sweep", "run", _space(tmp_path, synth_data, resources={"cpu": 0.5}),
                           "--resume")
     assert code == 2 and "nothing to resume: no Tune experiment here" in err
 
@@ -52,7 +52,7 @@ def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session
     stray = tmp_path / "sweeps" / "t" / "notes.txt"
     stray.parent.mkdir(parents=True)
     stray.write_text("mine")
-    code, _, err = run_kp("sweep", path)
+    code, _, err = run_kp("sweep", "run", path)
     assert code == 2 and "the experiment folder exists but Tune cannot restore it" in err
     assert stray.read_text() == "mine"
 
@@ -91,32 +91,11 @@ def test_resuming_with_another_space_is_refused(tmp_path, change):
         _check_same_sweep(spec2, spec.experiment_dir)
 
 
-def test_tune_logs_a_failed_trial_in_one_line():
-    import logging
-
-    from kp_platform.tune.runner import OneLineTrialErrors
-
-    try:
-        try:
-            raise FloatingPointError("training loss is nan at epoch 0\nmore detail")
-        except FloatingPointError as cause:
-            raise RuntimeError("ray::ResourceTrainable.train() (pid=1)") from cause
-    except RuntimeError as exc:
-        exc.cause = exc.__cause__  # as RayTaskError carries the trial's exception
-        record = logging.LogRecord("ray.tune.execution.tune_controller", logging.ERROR, "f", 1,
-                                   "Trial task failed for trial %s", ("trial_1",),
-                                   (type(exc), exc, exc.__traceback__))
-    assert OneLineTrialErrors().filter(record)
-    assert logging.Formatter().format(record) == (
-        "Trial task failed for trial trial_1: FloatingPointError: training loss is nan at "
-        "epoch 0")
-
-
 def test_unreachable_ray_address_is_one_error_line(monkeypatch):
     import ray
 
     from kp_platform.errors import ExternalError
-    from kp_platform.tune.runner import init_ray
+    from kp_platform.tune.driver.runner import init_ray
 
     def refuse(*_args, **_kwargs):
         raise ConnectionError("Could not find any running Ray instance.\nPlease start one.")

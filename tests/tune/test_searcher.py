@@ -5,8 +5,8 @@ import pickle
 import optuna
 import pytest
 
-from kp_platform.tune.parameters import Parameter, SpaceSampler
-from kp_platform.tune.searcher import PrunedAwareOptunaSearch
+from kp_platform.tune.driver.searcher import PrunedAwareOptunaSearch
+from kp_platform.tune.spec.parameters import Parameter, SpaceSampler
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from kp_platform.errors import InputError
 from kp_platform.tune import load_space
-from kp_platform.tune.parameters import SpaceSampler
+from kp_platform.tune.spec.parameters import SpaceSampler
 from tests.tune.conftest import space_data, write_space
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,8 +44,10 @@ def test_base_config_is_the_first_point(tmp_path):
     data["base"]["overrides"]["model.backbone"] = "unet"
     spec = load_space(write_space(tmp_path / "s.yaml", data))
     base, extra = spec.points_to_evaluate()
-    # the base backbone is unet, so its conditional depth (default 4) is part of the point
-    assert base == {"model.backbone": "unet", "model.depth": 4, "optim.lr": 3e-3}
+    # the base backbone is unet, so its conditional depth (auto: the depth its input size
+    # gives, 2 at 32²: an 8² bottleneck) is part of the point
+    assert spec.base.model.depth == "auto" and spec.base.data.input_size == [32, 32]
+    assert base == {"model.backbone": "unet", "model.depth": 2, "optim.lr": 3e-3}
     assert extra == {"model.backbone": "dilated_cnn"}
     # a base value the space cannot produce is left to the sampler (unet_tiny is no choice)
     spec = load_space(_space(tmp_path, space=_conditional_space()))
@@ -152,7 +154,7 @@ BAD_SPACES = {
 def test_bad_space_file_is_a_one_line_error(tmp_path, run_kp, case):
     settings, expected = BAD_SPACES[case]
     path = _space(tmp_path, **settings)
-    code, out, err = run_kp("sweep", path)
+    code, out, err = run_kp("sweep", "run", path)
     assert code == 2, err
     assert err.startswith(f"error: {path}: ") and err.count("\n") == 1
     assert expected in err
@@ -161,14 +163,14 @@ def test_bad_space_file_is_a_one_line_error(tmp_path, run_kp, case):
 
 def test_bad_command_line_override(tmp_path, run_kp):
     path = _space(tmp_path)
-    code, _, err = run_kp("sweep", path, "asha.grace_period=0")
+    code, _, err = run_kp("sweep", "run", path, "asha.grace_period=0")
     assert code == 2 and "asha.grace_period must be >= 1" in err
-    code, _, err = run_kp("sweep", path, "num_sampels=3")
+    code, _, err = run_kp("sweep", "run", path, "num_sampels=3")
     assert code == 2 and "(did you mean 'num_samples'?)" in err
 
 
 def test_missing_space_file(tmp_path, run_kp):
-    code, _, err = run_kp("sweep", tmp_path / "nope.yaml")
+    code, _, err = run_kp("sweep", "run", tmp_path / "nope.yaml")
     assert code == 2 and err == f"error: {tmp_path / 'nope.yaml'}: cannot read: No such file " \
                                  "or directory\n"
 
@@ -180,16 +182,25 @@ def test_loader_raises_input_error(tmp_path):
 
 @pytest.mark.parametrize("argv", [["sweep"], ["sweep", "report"], ["sweep", "sync"],
                                   ["sweep", "dashboard"],
-                                  ["sweep", "space.yaml"]])
+                                  ["sweep", "run", "space.yaml"]])
 def test_every_sweep_form_has_help(run_kp, argv):
     code, out, _ = run_kp(*argv, "--help")
     assert code == 0 and out.startswith("usage: kp sweep")
+    if argv[:2] == ["sweep", "run"]:
+        assert "--resume" in out and "key=value" in out
+
+
+def test_a_space_file_named_like_an_action_is_a_space_file(run_kp, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "report").write_text("name: [unclosed\n")
+    code, _, err = run_kp("sweep", "run", "report")
+    assert code == 2 and err.startswith("error: ") and "report" in err and "YAML" in err.upper()
 
 
 def test_scheduler_setting(tmp_path):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from kp_platform.tune.runner import build_scheduler, build_searcher
+    from kp_platform.tune.driver.runner import build_scheduler, build_searcher
 
     asha = load_space(_space(tmp_path))
     assert asha.scheduler == "asha" and isinstance(build_scheduler(asha), ASHAScheduler)

@@ -8,13 +8,13 @@ from pathlib import Path
 import optuna
 import pytest
 
-import kp_platform.tune.runner as runner
+import kp_platform.tune.driver.runner as runner
 from kp_platform.errors import InputError
 from kp_platform.tune import load_space
-from kp_platform.tune.filesystems import filesystem_type, shared_storage_reason
-from kp_platform.tune.preflight import check_study_storage
-from kp_platform.tune.searcher import build_sampler
-from kp_platform.tune.settings import SearchSettings
+from kp_platform.tune.driver.searcher import build_sampler
+from kp_platform.tune.spec.filesystems import filesystem_type, shared_storage_reason
+from kp_platform.tune.spec.preflight import check_study_storage
+from kp_platform.tune.spec.settings import SearchSettings
 from kp_platform.tune.storage import (
     PasswordConnect,
     StudyLocation,
@@ -58,7 +58,7 @@ def test_a_password_in_the_url_is_refused_without_repeating_it(tmp_path, run_kp,
     path = write_space(tmp_path / "space.yaml",
                        space_data(None, tmp_path / "sweeps", search={"storage": storage}))
     extra = ["search.storage=postgresql://kp:s3cr3t@db/sweeps"] if where == "command line" else []
-    err = _one_error_line(run_kp, "sweep", path, *extra)
+    err = _one_error_line(run_kp, "sweep", "run", path, *extra)
     assert "search.storage: the URL holds a password" in err and str(path) in err
     assert "s3cr3t" not in err
     assert not (tmp_path / "sweeps").exists()
@@ -70,7 +70,7 @@ def test_an_unset_password_variable_stops_the_sweep_before_ray(tmp_path, run_kp,
     search = {"storage": URL, "storage_password_env": "KP_NO_SUCH_PASSWORD"}
     path = write_space(tmp_path / "space.yaml",
                        space_data(synth_data, tmp_path / "sweeps", search=search))
-    err = _one_error_line(run_kp, "sweep", path)
+    err = _one_error_line(run_kp, "sweep", "run", path)
     assert "search.storage_password_env" in err and "KP_NO_SUCH_PASSWORD is not set" in err
 
 
@@ -163,7 +163,7 @@ def test_sampler_settings_build_optunas_samplers():
 def test_an_unknown_sampler_is_refused(tmp_path, run_kp):
     path = write_space(tmp_path / "s.yaml",
                        space_data(None, tmp_path / "sweeps", search={"sampler": "cmaes"}))
-    err = _one_error_line(run_kp, "sweep", path)
+    err = _one_error_line(run_kp, "sweep", "run", path)
     assert "search.sampler must be one of tpe, random, gp" in err
 
 

@@ -16,9 +16,9 @@ import pytest
 from kp_platform.cli.main import main as kp_main
 from kp_platform.config import load_config
 from kp_platform.training import read_checkpoint
-from kp_platform.tune.report import collect_trials
-from kp_platform.tune.rungs import read_rungs
-from kp_platform.tune.space import config_value
+from kp_platform.tune.experiment import read_rungs
+from kp_platform.tune.results.report import collect_trials
+from kp_platform.tune.spec.space import config_value
 from tests.tune.conftest import space_data, write_space
 from tests.wandb_records import offline_runs
 
@@ -48,14 +48,15 @@ def sweep(ray_session, synth_data, tmp_path_factory):
         search={"seed": 0, "points_to_evaluate": [ZERO_AP, NAN, ZERO_AP]},
         asha={"grace_period": 2, "reduction_factor": 2, "max_epochs": 4}, eval_every=2,
         num_samples=4, max_concurrent=2, wandb={"mode": "offline", "project": "kp-tests"})
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr):
-        code = kp_main(["sweep", str(write_space(root / "main.yaml", data))])
+    stderr, stdout = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+        code = kp_main(["sweep", "run", str(write_space(root / "main.yaml", data))])
     experiment = root / "sweeps" / "main"
     study = optuna.load_study(study_name="main", storage=f"sqlite:///{experiment / 'optuna.db'}")
     by_tune_id = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     return {"dir": experiment, "rows": {r.trial_id: r for r in collect_trials(experiment)},
-            "study": by_tune_id, "code": code, "stderr": stderr.getvalue()}
+            "study": by_tune_id, "code": code, "stderr": stderr.getvalue(),
+            "stdout": stdout.getvalue()}
 
 
 def _trial_dir(sweep, trial_id):
@@ -121,6 +122,27 @@ def test_optuna_study_records_stopped_trials_as_pruned(sweep):
         if row.status == "completed":
             assert trial.value == pytest.approx(row.curve[-1][1])
             assert sorted(trial.intermediate_values) == [2, 4]
+
+
+def test_the_screen_shows_one_line_per_event_and_a_compact_table(sweep):
+    out = sweep["stdout"]
+    for row in sweep["rows"].values():
+        started = [line for line in out.splitlines()
+                   if line.startswith(f"trial {row.trial_id} started: ")]
+        assert len(started) == 1 and "lr=" in started[0] and "weight_decay=" in started[0]
+        end = {"completed": "completed", "stopped (ASHA)": "stopped by ASHA at epoch 2:",
+               "errored": "failed"}[row.status]
+        assert any(line.startswith(f"trial {row.trial_id} {end}") for line in out.splitlines())
+    evaluated = [line for line in out.splitlines() if re.match(r"trial \w+ epoch \d+: val/map ",
+                                                               line)]
+    assert len(evaluated) == sum(len(r.curve) for r in sweep["rows"].values())
+    # Tune's own table, with the short parameter names instead of every config key; the last
+    # one (the sweep's end) with the metric
+    headers = [line for line in out.splitlines()
+               if line.startswith("| Trial name") and "| status" in line]  # not Tune's errors
+    assert len(headers) >= 2 and all("lr" in h and "weight_decay" in h for h in headers)
+    assert "val/map" in headers[-1] and "epoch" in headers[-1]
+    assert max(len(line) for line in out.splitlines()) < 200
 
 
 def test_nan_loss_fails_only_its_trial(sweep):

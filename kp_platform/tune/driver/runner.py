@@ -12,12 +12,15 @@ import yaml
 
 from kp_platform.config import config_to_dict
 from kp_platform.errors import InputError
-from kp_platform.tune.experiment import LOCK_FILE, RUNGS_FILE, SPACE_COPY, error_line
-from kp_platform.tune.filesystems import on_local_disk
-from kp_platform.tune.lock import DriverLock
-from kp_platform.tune.parameters import SpaceSampler
-from kp_platform.tune.space import SweepSpec
+from kp_platform.tune.driver.lock import DriverLock
+from kp_platform.tune.experiment import DRIVER_FILE, LOCK_FILE, RUNGS_FILE, SPACE_COPY
+from kp_platform.tune.spec.filesystems import on_local_disk
+from kp_platform.tune.spec.parameters import SpaceSampler
+from kp_platform.tune.spec.space import SweepSpec
 from kp_platform.tune.storage import open_storage, study_location, write_study_file
+
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+"""Ray Tune's controller logger: it logs each failed trial attempt with its traceback."""
 
 """The resolved sweep settings, kept in the experiment folder to refuse a mismatched resume."""
 
@@ -47,7 +50,7 @@ def check_resources(spec: SweepSpec) -> None:
 
     if not spec.resources.check_cluster:
         return
-    from kp_platform.tune.trial_devices import type_resource
+    from kp_platform.tune.driver.trial_devices import type_resource
 
     need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
     kind = spec.resources.accelerator_type
@@ -104,8 +107,8 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
         spec: The validated search space.
         resume: Insist on restoring (an error when there is nothing to restore).
     """
-    from kp_platform.tune.preflight import preflight
-    from kp_platform.tune.trial_devices import check_trial_devices
+    from kp_platform.tune.driver.trial_devices import check_trial_devices
+    from kp_platform.tune.spec.preflight import preflight
 
     preflight(spec)  # before Ray: a bad sweep fails in seconds, naming the file or key
     check_trial_devices(spec)
@@ -118,6 +121,8 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
 def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     from ray import tune
 
+    from kp_platform.tune.driver.progress import use_classic_output
+
     init_ray(spec)
     check_resources(spec)
     # Snapshot the experiment often on a local disk: a trial started after the last snapshot is
@@ -126,6 +131,7 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = str(spec.snapshot_period())
     # ...and each reported checkpoint forces one anyway; Tune would warn about that every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    use_classic_output()  # the engine whose status table takes the sweep's columns (progress.py)
     experiment = spec.experiment_dir
     location = _tune_path(spec)
     trainable = build_trainable(spec)
@@ -135,46 +141,33 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     elif resume:
         raise InputError("nothing to resume: no Tune experiment here", location)
     else:
-        if any(p.name != LOCK_FILE for p in experiment.iterdir()):
+        if any(p.name not in (LOCK_FILE, DRIVER_FILE) for p in experiment.iterdir()):
             raise InputError("the experiment folder exists but Tune cannot restore it; "
                              "choose another name or storage_path", str(experiment))
         (experiment / SPACE_COPY).write_text(_settings_text(spec))
         tuner = build_tuner(spec, trainable)
     write_study_file(study_location(spec), experiment)
-    tune_log = logging.getLogger("ray.tune.execution.tune_controller")
-    one_line = OneLineTrialErrors()
-    tune_log.addFilter(one_line)
+    # Tune's controller logs each failed trial attempt with the whole traceback. The traceback
+    # stays in the trial's error.txt, the status table marks the trial ERROR, and `kp sweep run`
+    # ends with one line per failed trial: the controller logs only what is critical meanwhile.
+    controller_log = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    level = controller_log.level
+    controller_log.setLevel(logging.CRITICAL)
     try:
         results = tuner.fit()
     finally:
-        tune_log.removeFilter(one_line)
+        controller_log.setLevel(level)
     tidy_orphans(spec, results)
     return results
-
-
-class OneLineTrialErrors(logging.Filter):
-    """Tune logs each failed trial attempt with the whole traceback; keep one line of it.
-
-    The traceback stays in the trial's `error.txt` (and `kp sweep report` shows its reason).
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and str(record.msg).startswith("Trial task failed"):
-
-            record.msg = f"{record.getMessage()}: {error_line(None, record.exc_info[1])}"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
 
 
 def build_trainable(spec: SweepSpec) -> Any:
     """The trainable with its base config bound and its per-trial resources."""
     from ray import tune
 
-    from kp_platform.tune.lifecycle import graceful
-    from kp_platform.tune.trainable import run_trial
-    from kp_platform.tune.trial_devices import trial_base, trial_resources
+    from kp_platform.tune.driver.lifecycle import graceful
+    from kp_platform.tune.driver.trial_devices import trial_base, trial_resources
+    from kp_platform.tune.trial.trainable import run_trial
 
     experiment = None if spec.remote_storage else str(spec.experiment_dir)
     # trainer.devices follows resources.gpu: N whole GPUs run the trial as N DDP processes.
@@ -187,10 +180,12 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
     """The Tuner: Optuna (PRUNED-aware) proposes, ASHA stops on evaluation epochs."""
     from ray import tune
 
-    from kp_platform.tune.lifecycle import WaitForStoppingTrials
+    from kp_platform.tune.driver.lifecycle import WaitForStoppingTrials
+    from kp_platform.tune.driver.progress import SweepEvents, build_reporter
 
     search = build_searcher(spec)
     scheduler = build_scheduler(spec)
+    events = SweepEvents(spec, scheduler)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -215,7 +210,8 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
                 checkpoint_score_order=spec.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            callbacks=[] if spec.remote_storage else [WaitForStoppingTrials()],
+            callbacks=[events] if spec.remote_storage else [events, WaitForStoppingTrials()],
+            progress_reporter=build_reporter(spec),
             # With remote storage the run directories live in Tune's trial folders.
             sync_config=tune.SyncConfig(sync_artifacts=spec.remote_storage),
             verbose=1,
@@ -227,7 +223,7 @@ def build_scheduler(spec: SweepSpec) -> Any:
     """ASHA on evaluation epochs (`scheduler: asha`), or FIFO: every trial runs to the end."""
     from ray.tune.schedulers import FIFOScheduler
 
-    from kp_platform.tune.rungs import RecordingASHA
+    from kp_platform.tune.driver.rungs import RecordingASHA
 
     if spec.scheduler == "fifo":
         return FIFOScheduler()
@@ -243,7 +239,7 @@ def build_scheduler(spec: SweepSpec) -> Any:
 
 def build_searcher(spec: SweepSpec) -> Any:
     """The Optuna search, its study persisted (SQLite in the experiment folder by default)."""
-    from kp_platform.tune.searcher import PrunedAwareOptunaSearch, build_sampler
+    from kp_platform.tune.driver.searcher import PrunedAwareOptunaSearch, build_sampler
 
     points = spec.points_to_evaluate()
     return PrunedAwareOptunaSearch(
@@ -264,7 +260,7 @@ def build_searcher(spec: SweepSpec) -> Any:
 
 def trial_name(trial: Any) -> str:
     """Short, stable trial names and folder names, `trial_<id>`."""
-    from kp_platform.tune.trainable import trial_dir_name
+    from kp_platform.tune.trial.trainable import trial_dir_name
 
     return trial_dir_name(trial.trial_id)
 

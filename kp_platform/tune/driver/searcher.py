@@ -6,7 +6,7 @@ from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-from kp_platform.tune.settings import SearchSettings
+from kp_platform.tune.spec.settings import SearchSettings
 
 
 def build_sampler(search: SearchSettings) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 from kp_platform.config import Config
 from kp_platform.errors import InputError
-from kp_platform.tune.space import SweepSpec
+from kp_platform.tune.spec.space import SweepSpec
 
 # Asking for a sliver of the node's `accelerator_type:<TYPE>` resource (1 on a node with such
 # GPUs) places the trial there without limiting how many trials share the node.

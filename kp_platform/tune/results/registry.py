@@ -15,7 +15,7 @@ import yaml
 
 from kp_platform.errors import ExternalError, InputError, first_line
 from kp_platform.tune.experiment import BEST_DIR, CHECKPOINT_FILE, RUN_CONFIG
-from kp_platform.tune.space import SweepSpec
+from kp_platform.tune.spec.space import SweepSpec
 
 """`<experiment>/best/`: best.ckpt, best.json and the registration's wandb run."""
 

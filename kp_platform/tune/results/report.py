@@ -204,15 +204,14 @@ def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC, mode: str = 
 
 def rung_cutoffs(decisions: list[Any], reduction_factor: float,
                  mode: str = "max") -> dict[int, float]:
-    """Each rung's cut-off after the sweep: the (1 - 1/rf) quantile of the values it holds, or
-    the 1/rf quantile when lower is better (mode min)."""
-    import numpy as np
+    """Each rung's cut-off after the sweep, over every value it holds (ASHA's formula)."""
+    from kp_platform.tune.driver.rungs import asha_cutoff
 
     values: dict[int, list[float]] = {}
     for decision in decisions:
         values.setdefault(decision.rung, []).append(decision.value)
-    share = 1 / reduction_factor if mode == "min" else 1 - 1 / reduction_factor
-    return {rung: float(np.nanpercentile(v, share * 100)) for rung, v in sorted(values.items())}
+    return {rung: float(asha_cutoff(v, reduction_factor, mode))
+            for rung, v in sorted(values.items())}
 
 
 def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = METRIC,
@@ -256,9 +255,9 @@ def make_report(experiment: str | Path, plot: str | Path | None = None) -> Repor
         plot: Where the curves go (default `<experiment>/<metric>.png` with `/` as `_`:
             `val_map.png`); the importances go beside it as `importances.png`.
     """
-    from kp_platform.tune.importance import format_importances, parameter_importances
-    from kp_platform.tune.plot import plot_curves, plot_importances
-    from kp_platform.tune.rungs import read_rungs
+    from kp_platform.tune.experiment import read_rungs
+    from kp_platform.tune.results.importance import format_importances, parameter_importances
+    from kp_platform.tune.results.plot import plot_curves, plot_importances
 
     experiment = Path(experiment)
     study_trials = optuna_trials_by_tune_id(experiment)

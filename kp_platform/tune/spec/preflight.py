@@ -17,8 +17,8 @@ from typing import Any
 
 from kp_platform.config import Config, apply_overrides, config_to_dict, unknown
 from kp_platform.errors import InputError
-from kp_platform.tune.parameters import Parameter
-from kp_platform.tune.space import SweepSpec
+from kp_platform.tune.spec.parameters import Parameter
+from kp_platform.tune.spec.space import SweepSpec
 
 MAX_CONFIGURATIONS = 4096
 """Combinations built at most; beyond, the remaining ones are not checked (each sampled value
@@ -67,7 +67,7 @@ def check_study_storage(spec: SweepSpec) -> None:
     Raises:
         InputError: naming the space file and the `search.*` key.
     """
-    from kp_platform.tune.filesystems import shared_storage_reason
+    from kp_platform.tune.spec.filesystems import shared_storage_reason
     from kp_platform.tune.storage import read_password, study_location
 
     source = str(spec.path)

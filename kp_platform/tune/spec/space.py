@@ -24,10 +24,11 @@ from kp_platform.config import (
     read_yaml,
     unknown,
 )
+from kp_platform.config.auto import resolve_auto
 from kp_platform.config.overrides import dataclass_key_type
 from kp_platform.errors import InputError
-from kp_platform.tune.parameters import Parameter, parse_parameter
-from kp_platform.tune.settings import (
+from kp_platform.tune.spec.parameters import Parameter, parse_parameter
+from kp_platform.tune.spec.settings import (
     AshaSettings,
     RaySettings,
     Resources,
@@ -115,12 +116,16 @@ class SweepSpec:
         return REMOTE_SNAPSHOT_S if self.remote_storage else LOCAL_SNAPSHOT_S
 
     def points_to_evaluate(self) -> list[dict[str, Any]]:
-        """The enqueued first trials: the base config's values (if asked), then the file's."""
+        """The enqueued first trials: the base config's values (if asked), then the file's.
+
+        The base config's `auto` values count as what a run resolves them to from the config
+        (`model.depth: auto` as the depth its input size gives)."""
         points = [dict(p) for p in self.search.points_to_evaluate]
         if self.search.evaluate_base:
+            base = resolve_auto(self.base)[0]
             point: dict[str, Any] = {}
             for param in self.parameters:
-                value = config_value(self.base, param.key)
+                value = config_value(base, param.key)
                 if param.active(point) and param.contains(value):
                     point[param.key] = value
             points.insert(0, point)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -10,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from kp_platform.config import apply_overrides, config_from_dict
+from kp_platform.console import quiet_library_info
 from kp_platform.training import train
 from kp_platform.tune.experiment import CHECKPOINT_FILE, TRIAL_DONE
-from kp_platform.tune.reporting import TuneReportCallback
+from kp_platform.tune.trial.reporting import TuneReportCallback
 
 
 def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
@@ -33,8 +33,7 @@ def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
     os.environ.pop("WANDB_SERVICE", None)
     # Tune's status table already shows each report; Lightning's banner (GPU/TPU lines, tips)
     # and Ray's "Checkpoint successfully created" line per report only bury it.
-    for name in ("pytorch_lightning.utilities.rank_zero", "ray.train._internal.storage"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_library_info("ray.train._internal.storage")
     # The same override path as `kp train key=value`, so a sampled value means the same thing.
     config = apply_overrides(config_from_dict(base, source="sweep base"), trial_values)
     context = tune.get_context()

@@ -1,0 +1,93 @@
+"""What a sweep prints while it runs: one line per event that matters, and Ray Tune's own status
+table with only the sweep's metric, the epoch and the sampled parameters.
+
+Tune's table comes from its `CLIReporter` (its public columns settings), printed when the sweep
+starts, at most every `TABLE_EVERY_S` and when it ends. That reporter belongs to Tune's classic
+output engine: the newer one (Ray's default) has no column settings and prints every config key
+of every trial, so the driver selects the classic one (`RAY_AIR_NEW_OUTPUT=0`, Ray's switch).
+The events (a trial started with its sampled values, evaluated, stopped by ASHA at a rung,
+completed, failed) come from a Tune `Callback`. The full logs stay in the experiment folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from ray.tune import Callback, CLIReporter
+
+from kp_platform.tune.spec.space import SweepSpec
+
+TABLE_EVERY_S = 600
+"""Tune's status table at most this often (and at the start and the end)."""
+
+
+def use_classic_output() -> None:
+    """Selects Tune's classic output engine, the one that honours a reporter's columns."""
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+
+
+def build_reporter(spec: SweepSpec) -> CLIReporter:
+    """Tune's status table: trial, status, the sampled parameters, the metric and the epoch,
+    best first."""
+    return CLIReporter(
+        metric_columns={spec.metric: spec.metric, "epoch": "epoch"},
+        parameter_columns={p.key: short_name(p.key) for p in spec.parameters},
+        max_report_frequency=TABLE_EVERY_S, sort_by_metric=True,
+        max_progress_rows=max(20, spec.num_samples), max_column_length=16)
+
+
+def short_name(key: str) -> str:
+    """`optim.lr` -> `lr`: the last part of a dotted key."""
+    return key.rsplit(".", 1)[-1]
+
+
+class SweepEvents(Callback):
+    """One line per trial event on stdout.
+
+    Args:
+        spec: The sweep (its metric and parameters).
+        scheduler: The sweep's scheduler; its `decisions` (`RecordingASHA`) tell a trial that
+            ASHA stopped from one that completed.
+    """
+
+    def __init__(self, spec: SweepSpec, scheduler: Any = None) -> None:
+        self.metric = spec.metric
+        self.keys = [p.key for p in spec.parameters]
+        self.scheduler = scheduler
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        values = ", ".join(f"{short_name(k)}={_show(trial.config[k])}" for k in self.keys
+                           if k in trial.config)
+        self._say(f"trial {trial.trial_id} started" + (f": {values}" if values else ""))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        if self.metric in result:
+            self._say(f"trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
+                      f"{self.metric} {_show(result[self.metric])}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        stop = next((d for d in getattr(self.scheduler, "decisions", [])
+                     if d.trial_id == trial.trial_id and d.stopped), None)
+        if stop is None:
+            self._say(f"trial {trial.trial_id} completed")
+        else:
+            self._say(f"trial {trial.trial_id} stopped by ASHA at epoch {stop.rung}: "
+                      f"{self.metric} {_show(stop.value)} against the rung's cut-off "
+                      f"{_show(stop.cutoff)}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._say(f"trial {trial.trial_id} failed (the sweep names the error at the end; the "
+                  f"traceback is in {trial.path}/error.txt)")
+
+    @staticmethod
+    def _say(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

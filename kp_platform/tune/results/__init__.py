@@ -1,0 +1,2 @@
+"""After (or beside) a sweep: the report, parameter importances, plots, the registered best
+checkpoint and the dashboard."""

@@ -1,0 +1,35 @@
+"""`kp eval --render`: a grid of labelled images with a checkpoint's predictions drawn."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+TAB10 = [(31, 119, 180), (255, 127, 14)]  # the first two channels' colours (RGB)
+
+
+def _pixels(image: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int(np.all(np.abs(image.astype(int) - rgb) <= 3, axis=-1).sum())
+
+
+def test_eval_renders_labels_and_predictions_per_channel(trained_run, synth_data, run_kp,
+                                                          tmp_path):
+    png = tmp_path / "grid" / "predictions.png"
+    code, out, err = run_kp("eval", "--checkpoint", trained_run.last_checkpoint, "--data",
+                            synth_data["val"], "--render", png)
+    assert code == 0, err
+    assert f"wrote {png}" in out and "mAP" in out
+    image = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB)
+    assert image.shape[1] > 4 * 200  # four panels a row (8 images: two rows)
+    assert all(_pixels(image, colour) > 20 for colour in TAB10)
+
+
+def test_render_and_the_other_modes_flags_are_refused(trained_run, synth_data, run_kp,
+                                                       tmp_path):
+    code, _, err = run_kp("eval", "--gt", synth_data["val"], "--pred", tmp_path / "p.json",
+                          "--render", tmp_path / "g.png")
+    assert code == 2 and "--render goes with --checkpoint" in err
+    code, _, err = run_kp("eval", "--checkpoint", trained_run.last_checkpoint, "--data",
+                          synth_data["val"], "--visible-only")
+    assert code == 2 and "--visible-only and --pixel-origin go with --gt/--pred" in err
+    assert not (tmp_path / "g.png").exists()
