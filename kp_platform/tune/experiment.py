@@ -15,6 +15,7 @@ failed trial's error.
     config.yaml       its resolved config                            RUN_CONFIG
     checkpoints/last.ckpt                                            CHECKPOINT_FILE
     .trial_done       written when the trial ended by itself         TRIAL_DONE
+    trial.log         what the run printed                           TRIAL_LOG
     error.txt         Tune's record of a failure                     TRIAL_ERROR
 ```
 """
@@ -35,6 +36,7 @@ BEST_DIR = "best"
 RUN_CONFIG = "config.yaml"
 CHECKPOINT_FILE = Path("checkpoints") / "last.ckpt"
 TRIAL_DONE = ".trial_done"
+TRIAL_LOG = "trial.log"
 TRIAL_ERROR = "error.txt"
 
 

@@ -143,6 +143,10 @@ def test_the_screen_shows_one_line_per_event_and_a_compact_table(sweep):
     assert len(headers) >= 2 and all("lr" in h and "weight_decay" in h for h in headers)
     assert "val/map" in headers[-1] and "epoch" in headers[-1]
     assert max(len(line) for line in out.splitlines()) < 200
+    # what each run prints stays in its folder
+    assert "heatmap.stride" not in out + sweep["stderr"]
+    for row in sweep["rows"].values():
+        assert "heatmap.stride = " in (_trial_dir(sweep, row.trial_id) / "trial.log").read_text()
 
 
 def test_nan_loss_fails_only_its_trial(sweep):

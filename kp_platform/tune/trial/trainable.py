@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 from kp_platform.config import apply_overrides, config_from_dict
 from kp_platform.console import quiet_library_info
 from kp_platform.training import train
-from kp_platform.tune.experiment import CHECKPOINT_FILE, TRIAL_DONE
+from kp_platform.tune.experiment import CHECKPOINT_FILE, TRIAL_DONE, TRIAL_LOG
 from kp_platform.tune.trial.reporting import TuneReportCallback
 
 
@@ -44,13 +45,18 @@ def run_trial(trial_values: dict[str, Any], base: dict[str, Any],
     run_dir.mkdir(parents=True, exist_ok=True)
     resume = _restore_checkpoint(tune.get_checkpoint(), run_dir)
     (run_dir / TRIAL_DONE).unlink(missing_ok=True)
-    try:
-        train(config, [TuneReportCallback()], resume=resume, run_dir=run_dir, job_type="trial")
-    finally:
-        if "wandb" in sys.modules:
-            # Before Ray ends this worker and, with it, wandb's service process.
-            sys.modules["wandb"].teardown()
-        (run_dir / TRIAL_DONE).touch()
+    # What the run prints (its `auto` choices, library warnings) goes to its folder's log, not
+    # through Ray to the driver's screen, which shows one line per trial event.
+    with (open(run_dir / TRIAL_LOG, "a") as log, contextlib.redirect_stdout(log),
+          contextlib.redirect_stderr(log)):
+        try:
+            train(config, [TuneReportCallback()], resume=resume, run_dir=run_dir,
+                  job_type="trial")
+        finally:
+            if "wandb" in sys.modules:
+                # Before Ray ends this worker and, with it, wandb's service process.
+                sys.modules["wandb"].teardown()
+            (run_dir / TRIAL_DONE).touch()
 
 
 def trial_dir_name(trial_id: str) -> str:
