@@ -40,6 +40,17 @@ def test_optuna_search_still_keeps_its_trials():
     assert all(hasattr(search, name) for name in OPTUNA_SEARCH_STATE)
 
 
+def test_optuna_frozen_trials_still_carry_their_storage_id(tmp_path):
+    """tune/driver/searcher.py rebuilds a running trial's handle from the study with it."""
+    import optuna
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}")
+    trial = study.ask()
+    rebuilt = optuna.trial.Trial(study, study.get_trials(deepcopy=False)[0]._trial_id)
+    rebuilt.report(0.5, 1)
+    assert study.get_trials()[0].intermediate_values == {1: 0.5} and trial.number == 0
+
+
 @pytest.mark.parametrize("name", LOGGERS)
 def test_the_quieted_logger_is_still_ray_modules(name):
     module = importlib.import_module(name)

@@ -7,7 +7,6 @@ hyperparameter reaches training exactly as a command-line override would.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -15,12 +14,11 @@ from typing import Any, Union
 import yaml
 
 from kp_platform.config.overrides import (
-    coerce,
     dataclass_key_type,
     leaf_keys,
     parse_overrides,
-    unknown,
 )
+from kp_platform.config.reading import read_dataclass
 from kp_platform.config.schema import Config
 from kp_platform.errors import InputError
 from kp_platform.files import read_text
@@ -41,7 +39,7 @@ def load_config(path: str | Path | None = None, overrides: Overrides = ()) -> Co
     """
     config = Config()
     if path is not None:
-        config = _merge(config, read_yaml(path), source=str(path))
+        config = read_dataclass(config, read_yaml(path), str(path), candidates=all_keys())
     return apply_overrides(config, overrides)
 
 
@@ -79,7 +77,7 @@ def apply_overrides(config: Config, overrides: Overrides) -> Config:
         for part in parents:
             node = node[part]
         node[leaf] = value
-    return _merge(Config(), data, source="overrides")
+    return read_dataclass(Config(), data, "overrides", candidates=all_keys())
 
 
 def config_key_type(key: str) -> Any:
@@ -101,7 +99,7 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config") -> Config:
     """The inverse of `config_to_dict`; unknown keys and bad values raise InputError."""
-    return _merge(Config(), data, source=source)
+    return read_dataclass(Config(), data, source, candidates=all_keys())
 
 
 def save_config(config: Config, path: str | Path) -> Path:
@@ -115,36 +113,3 @@ def save_config(config: Config, path: str | Path) -> Path:
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the schema, e.g. `optim.lr`."""
     return leaf_keys(cls, prefix)
-
-
-def _merge(base: Any, data: Mapping[str, Any], source: str, prefix: str = "") -> Any:
-    """A copy of dataclass `base` with `data` laid over it, checked field by field."""
-    if not isinstance(data, Mapping):
-        raise InputError(f"{prefix.rstrip('.') or 'config'} must be a mapping", source)
-    cls = type(base)
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in data.items():
-        if key not in names:
-            raise InputError(unknown(f"{prefix}{key}", all_keys()), source)
-        field_type = hints[key]
-        if dataclasses.is_dataclass(field_type):
-            values[key] = _merge(getattr(base, key), value or {}, source, f"{prefix}{key}.")
-        else:
-            values[key] = coerce(value, field_type, f"{prefix}{key}", source)
-    merged = dataclasses.replace(base, **values)
-    _check_ranges(merged, source, prefix)
-    return merged
-
-
-def _check_ranges(section: Any, source: str, prefix: str) -> None:
-    """Runs the section's own value checks (those that types cannot express)."""
-    checks = section.checks() if hasattr(section, "checks") else {}
-    for key, (ok, message) in checks.items():
-        if not ok:
-            raise InputError(f"{prefix}{key} {message} (got {getattr(section, key)!r})", source)
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)

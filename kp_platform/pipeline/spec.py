@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kp_platform.config import all_keys, read_yaml
+from kp_platform.config.reading import check_keys, read_dataclass
 from kp_platform.data.synth import DOMAINS
 from kp_platform.errors import InputError
 from kp_platform.pipeline.overrides import apply_cli_overrides, unknown
@@ -46,11 +47,20 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class DatasetSpec:
     """A dataset the pipeline generates with `generate_dataset` (as `kp data synth` does)."""
 
-    key: str
-    domain: str
-    num_images: int
-    image_size: int
-    seed: int
+    key: str = ""
+    """Its name under `datasets:` (set by the reader, not written in the file)."""
+    domain: str = ""
+    num_images: int = 0
+    image_size: int = 128
+    seed: int = 0
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "domain": (self.domain in DOMAINS, f"must be one of {', '.join(DOMAINS)}"),
+            "num_images": (self.num_images >= 1, "must be set, an integer >= 1"),
+            "image_size": (self.image_size >= 32, "must be >= 32"),
+            "seed": (self.seed >= 0, "must be >= 0"),
+        }
 
 
 @dataclass
@@ -158,7 +168,7 @@ def load_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSp
     path = Path(path)
     source = str(path)
     data = read_yaml(path)
-    _check_keys(data, TOP_LEVEL, "", source)
+    check_keys(data, TOP_LEVEL, "", source)
     config_sections = {k.split(".")[0] for k in all_keys()}
     stage_names = _stage_names(data.get("stages"), source)
     for name in stage_names:
@@ -213,26 +223,16 @@ def _datasets(data: Any, source: str) -> dict[str, DatasetSpec]:
         where = f"datasets.{key}"
         if not _NAME.match(str(key)):
             raise InputError(f"{where}: names are letters, digits, '-', '_' or '.'", source)
-        _check_keys(entry, DATASET_KEYS, f"{where}.", source)
-        if entry.get("domain") not in DOMAINS:
-            raise InputError(f"{where}.domain must be one of {', '.join(DOMAINS)} "
-                             f"(got {entry.get('domain')!r})", source)
-        values = {}
-        for name, default, minimum in (("num_images", None, 1), ("image_size", 128, 32),
-                                       ("seed", 0, 0)):
-            value = entry.get(name, default)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise InputError(f"{where}.{name} must be an integer >= {minimum} "
-                                 f"(got {value!r})", source)
-            values[name] = value
-        datasets[str(key)] = DatasetSpec(key=str(key), domain=entry["domain"], **values)
+        check_keys(entry, DATASET_KEYS, f"{where}.", source)  # `key` is the name, not a field
+        datasets[str(key)] = read_dataclass(DatasetSpec(key=str(key)), entry, source,
+                                            f"{where}.")
     return datasets
 
 
 def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec:
     name = entry["name"]
     where = f"stage {name!r}"
-    _check_keys(entry, STAGE_KEYS, "", source, where)
+    check_keys(entry, STAGE_KEYS, "", source, where)
     kinds = [k for k in KINDS if k in entry]
     if len(kinds) != 1:
         raise InputError(f"{where}: give exactly one of {', '.join(KINDS)} "
@@ -282,7 +282,7 @@ def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec
 
 
 def _evaluate(data: Any, where: str, source: str) -> EvaluateSpec:
-    _check_keys(data, EVALUATE_KEYS, "evaluate.", source, where)
+    check_keys(data, EVALUATE_KEYS, "evaluate.", source, where)
     test = data.get("data")
     if not isinstance(test, str) or not test:
         raise InputError(f"{where}: evaluate.data must be a COCO JSON path or dataset:<key>",
@@ -362,14 +362,3 @@ def _mapping(value: Any, where: str, source: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InputError(f"{where} must be a mapping", source)
     return dict(value)
-
-
-def _check_keys(data: Any, allowed: Sequence[str], prefix: str, source: str,
-                where: str = "") -> None:
-    lead = f"{where}: " if where else ""
-    if not isinstance(data, dict):
-        raise InputError(f"{lead}{prefix.rstrip('.') or 'file'} must be a mapping", source)
-    for key in data:
-        if key not in allowed:
-            candidates = [f"{prefix}{a}" for a in allowed]
-            raise InputError(lead + unknown(f"{prefix}{key}", candidates, "key"), source)

@@ -90,6 +90,20 @@ def test_unknown_dataset_reference(run_kp, tmp_path):
     _fails(run_kp, tmp_path, data, "stage 'scratch'", "unknown dataset 'real_trian'")
 
 
+@pytest.mark.parametrize("change, expected", [
+    ({"num_images": 0}, ("datasets.real_test.num_images must be set", "(got 0)")),
+    ({"num_images": "many"}, ("datasets.real_test.num_images", "'many'")),
+    ({"domain": "photo"}, ("datasets.real_test.domain must be one of", "'photo'")),
+    ({"sead": 3}, ("unknown key 'datasets.real_test.sead'",
+                   "did you mean 'datasets.real_test.seed'")),
+    ({"key": "other"}, ("unknown key 'datasets.real_test.key'",)),  # the name is the mapping's key
+])
+def test_bad_dataset_entry(run_kp, tmp_path, change, expected):
+    data = tiny_data()
+    data["datasets"]["real_test"].update(change)
+    _fails(run_kp, tmp_path, data, *expected)
+
+
 def test_unknown_config_key_in_stage_overrides(run_kp, tmp_path):
     data = tiny_data()
     _stage(data, "scratch")["overrides"]["optim.lrr"] = 0.1

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pickle
 from types import SimpleNamespace
 
 import optuna
@@ -10,6 +11,7 @@ from kp_platform.errors import InputError
 from kp_platform.tune import load_space
 from kp_platform.tune.driver.runner import (
     SPACE_COPY,
+    _check_restorable,
     _check_same_sweep,
     _settings_text,
     build_searcher,
@@ -107,3 +109,16 @@ def test_unreachable_ray_address_is_one_error_line(monkeypatch):
         init_ray(None)
     assert str(caught.value) == ("RAY_ADDRESS=10.0.0.1:6379: cannot join the Ray cluster: "
                                  "ConnectionError: Could not find any running Ray instance.")
+
+
+@pytest.mark.parametrize("name, whole", [
+    ("experiment_state-2026-01-01_00-00-00.json", b'{"trial_data": [], "runner_data": {}}'),
+    ("search_gen_state-2026-01-01_00-00-00.json", pickle.dumps({"counter": 2, "finished": False})),
+])
+def test_a_cut_short_tune_state_file_is_one_error_not_a_hung_sweep(tmp_path, name, whole):
+    (tmp_path / name).write_bytes(whole)
+    _check_restorable(tmp_path)  # whole: restorable
+    (tmp_path / name).write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(InputError, match="cut short") as caught:
+        _check_restorable(tmp_path)
+    assert name in str(caught.value)

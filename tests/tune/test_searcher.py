@@ -80,3 +80,36 @@ def test_the_searcher_forgets_finished_trials(search):
     restored.on_trial_complete("running", {"val/map": 0.3, "epoch": 4})  # a repeat: ignored
     study = optuna.load_study(study_name="s", storage=searcher._ot_study._storage)
     assert len(study.trials) == 22 and all(t.state.name == "COMPLETE" for t in study.trials)
+
+
+def test_a_cut_short_searcher_state_is_rebuilt_from_the_study(tmp_path, capsys):
+    """A driver killed while Tune copied the searcher's pickle into the experiment folder leaves
+    it truncated: the resumed searcher must carry on from the study (the running trial
+    continues, the next trial gets the next queued point) instead of Tune restarting with a
+    searcher that never suggests again."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    points = [{"optim.lr": 1e-3}, {"optim.lr": 2e-3}, {"optim.lr": 5e-3}]
+    searcher = PrunedAwareOptunaSearch(
+        max_epochs=4, space=SpaceSampler([Parameter("optim.lr", "loguniform", (1e-4, 1e-2))]),
+        metric="val/map", mode="max", study_name="s", storage=storage, seed=0,
+        points_to_evaluate=points, base_point=points[0])
+    as_created = pickle.dumps(searcher)  # what Tune keeps in tuner.pkl
+    _run(searcher, "done", [2, 4])
+    assert searcher.suggest("running") == points[1]
+    searcher.on_trial_result("running", {"val/map": 0.2, "epoch": 2})
+    state = tmp_path / "searcher-state.pkl"
+    searcher.save(str(state))
+    state.write_bytes(state.read_bytes()[:100])  # the copy cut short
+
+    resumed = pickle.loads(as_created)
+    resumed.restore(str(state))
+    assert "rebuilt from the Optuna study" in capsys.readouterr().err
+    resumed.on_trial_result("running", {"val/map": 0.2, "epoch": 2})  # Tune replays it
+    resumed.on_trial_complete("running", {"val/map": 0.4, "epoch": 4})
+    assert resumed.suggest("next") == points[2]
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trials = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    assert trials["running"].state.name == "COMPLETE"
+    assert trials["running"].intermediate_values == {2: 0.2, 4: 0.4}
+    assert trials["done"].user_attrs["base_config"]
+    assert "base_config" not in trials["next"].user_attrs

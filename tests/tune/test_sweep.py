@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import optuna
 import pytest
+from ray.tune.utils.log import Verbosity, set_verbosity
 
 from kp_platform.cli.main import main as kp_main
 from kp_platform.config import load_config
@@ -48,6 +49,8 @@ def sweep(ray_session, synth_data, tmp_path_factory):
         search={"seed": 0, "points_to_evaluate": [ZERO_AP, NAN, ZERO_AP]},
         asha={"grace_period": 2, "reduction_factor": 2, "max_epochs": 4}, eval_every=2,
         num_samples=4, max_concurrent=2, wandb={"mode": "offline", "project": "kp-tests"})
+    # As an earlier sweep in the same process leaves it: the table must not depend on it.
+    set_verbosity(Verbosity.V1_EXPERIMENT)
     stderr, stdout = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
         code = kp_main(["sweep", "run", str(write_space(root / "main.yaml", data))])

@@ -35,7 +35,10 @@ def build_reporter(spec: SweepSpec) -> CLIReporter:
         metric_columns={spec.metric: spec.metric, "epoch": "epoch"},
         parameter_columns={p.key: short_name(p.key) for p in spec.parameters},
         max_report_frequency=TABLE_EVERY_S, sort_by_metric=True,
-        max_progress_rows=max(20, spec.num_samples), max_column_length=16)
+        max_progress_rows=max(20, spec.num_samples), max_column_length=16,
+        # Stated, not left to Tune: unset, it follows the process's verbosity when the reporter
+        # is built, which an earlier sweep in the same process has lowered to 1 (no tables).
+        print_intermediate_tables=True)
 
 
 def short_name(key: str) -> str:

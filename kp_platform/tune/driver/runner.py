@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -137,6 +139,8 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     trainable = build_trainable(spec)
     if tune.Tuner.can_restore(location):
         _check_same_sweep(spec, experiment)
+        if not spec.remote_storage:
+            _check_restorable(experiment)
         tuner = tune.Tuner.restore(location, trainable, resume_errored=True)
     elif resume:
         raise InputError("nothing to resume: no Tune experiment here", location)
@@ -316,6 +320,28 @@ def _settings_text(spec: SweepSpec) -> str:
     if spec.scheduler != "asha":  # kept out for ASHA: experiments from before the setting
         data["scheduler"] = spec.scheduler
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _check_restorable(experiment: Path) -> None:
+    """Fails with one line when a file Tune restores the run from is unreadable.
+
+    Tune copies its state into the experiment folder without an atomic rename: a driver killed
+    mid-copy can leave a file cut short. Tune would log the failed restore, start the sweep
+    afresh with a generator that believes it already made every trial, and wait forever. (A
+    cut-short searcher state is rebuilt from the study instead: tune/driver/searcher.py.)
+    """
+    for pattern, load in (("experiment_state-*.json", json.loads),
+                          ("search_gen_state-*.json", pickle.loads)):
+        newest = max(experiment.glob(pattern), default=None)
+        if newest is None:
+            continue
+        try:
+            load(newest.read_bytes())
+        except (ValueError, EOFError, pickle.UnpicklingError):
+            raise InputError("Tune's state file is cut short (the last driver died while "
+                             "writing it): the sweep cannot be resumed; start it under another "
+                             "name (its finished trials stay in this folder and its study)",
+                             str(newest)) from None
 
 
 def _check_same_sweep(spec: SweepSpec, experiment: Path) -> None:

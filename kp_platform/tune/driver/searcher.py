@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pickle
+import sys
 from typing import Any
 
+import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from kp_platform.tune.spec.settings import SearchSettings
@@ -94,3 +97,37 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         # searcher that Tune pickles into every experiment snapshot (and the driver's memory).
         self._ot_trials.pop(trial_id, None)
         self._reported.pop(trial_id, None)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's restore of the searcher's pickled state, or, when that file is unreadable, the
+        same state rebuilt from the study.
+
+        Tune copies its state files into the experiment folder without an atomic rename, so a
+        driver killed mid-copy can leave the pickle cut short; Tune would then restart the
+        experiment with an empty searcher that never suggests again (a sweep that hangs). The
+        study holds all of it: the trials still running (with their Tune ids and intermediate
+        values), those that ended, and the queued points to evaluate.
+        """
+        try:
+            super().restore(checkpoint_path)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            print(f"warning: {checkpoint_path}: unreadable ({exc}); the searcher's state is "
+                  "rebuilt from the Optuna study", file=sys.stderr, flush=True)
+            self._rebuild_from_study()
+
+    def _rebuild_from_study(self) -> None:
+        study = self._ot_study
+        self._ot_trials, self._reported, self._completed_trials = {}, {}, set()
+        for frozen in study.get_trials(deepcopy=False):
+            tune_id = frozen.user_attrs.get("tune_trial_id")
+            if frozen.user_attrs.get("base_config"):
+                self._base_point = None
+            if tune_id is None:
+                continue  # a queued point to evaluate, not suggested yet
+            if frozen.state == optuna.trial.TrialState.RUNNING:
+                # Optuna's storage id (no public accessor: tests/test_private_apis.py)
+                self._ot_trials[tune_id] = optuna.trial.Trial(study, frozen._trial_id)
+                self._reported[tune_id] = set(frozen.intermediate_values)
+            else:
+                self._completed_trials.add(tune_id)
+

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from kp_platform.config import coerce, unknown
-from kp_platform.errors import InputError
 
 T = TypeVar("T")
 
@@ -123,28 +118,3 @@ class RaySettings:
     advertises GPUs the machine lacks (trials then only hold a share of one: the GPU check's
     CPU smoke run packs trials that way)."""
     object_store_mb: int = 512
-
-
-def read_section(cls: type[T], data: Any, name: str, source: str) -> T:
-    """Builds dataclass `cls` from a mapping, rejecting unknown keys and wrongly typed values.
-
-    Values are checked with the config's own `coerce`, so a sweep setting and a config key
-    accept the same spellings.
-    """
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise InputError(f"{name} must be a mapping", source)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    values = {}
-    for key, value in data.items():
-        if key not in names:
-            raise InputError(unknown(f"{name}.{key}", [f"{name}.{n}" for n in names], "key"),
-                             source)
-        values[key] = coerce(value, hints[key], f"{name}.{key}", source)
-    section = cls(**values)
-    for key, (ok, message) in getattr(section, "checks", dict)().items():
-        if not ok:
-            raise InputError(f"{name}.{key} {message} (got {getattr(section, key)!r})", source)
-    return section

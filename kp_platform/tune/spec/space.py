@@ -26,6 +26,7 @@ from kp_platform.config import (
 )
 from kp_platform.config.auto import resolve_auto
 from kp_platform.config.overrides import dataclass_key_type
+from kp_platform.config.reading import check_keys, read_dataclass
 from kp_platform.errors import InputError
 from kp_platform.tune.spec.parameters import Parameter, parse_parameter
 from kp_platform.tune.spec.settings import (
@@ -34,7 +35,6 @@ from kp_platform.tune.spec.settings import (
     Resources,
     SearchSettings,
     WandbSettings,
-    read_section,
 )
 from kp_platform.tune.storage import check_storage_url
 
@@ -147,7 +147,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     source = str(path)
     data = read_yaml(path)
     config_overrides = _apply_cli_overrides(data, overrides, source)
-    _check_keys(data, TOP_LEVEL, "", source)
+    check_keys(data, TOP_LEVEL, "", source)
 
     base = _load_base(data.get("base"), config_overrides, source)
     spec = SweepSpec(path=path, name=_name(data.get("name", path.stem), source), base=base,
@@ -164,11 +164,11 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     if spec.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
                          f"(got {spec.scheduler!r})", source)
-    spec.search = read_section(SearchSettings, data.get("search"), "search", source)
-    spec.asha = read_section(AshaSettings, data.get("asha"), "asha", source)
-    spec.resources = read_section(Resources, data.get("resources"), "resources", source)
-    spec.wandb = read_section(WandbSettings, data.get("wandb"), "wandb", source)
-    spec.ray = read_section(RaySettings, data.get("ray"), "ray", source)
+    spec.search = read_dataclass(SearchSettings(), data.get("search"), source, "search.")
+    spec.asha = read_dataclass(AshaSettings(), data.get("asha"), source, "asha.")
+    spec.resources = read_dataclass(Resources(), data.get("resources"), source, "resources.")
+    spec.wandb = read_dataclass(WandbSettings(), data.get("wandb"), source, "wandb.")
+    spec.ray = read_dataclass(RaySettings(), data.get("ray"), source, "ray.")
     _check_settings(spec, source)
 
     # The sweep owns these keys: ASHA's rungs must fall on evaluation epochs.
@@ -245,7 +245,7 @@ def _load_base(base: Any, config_overrides: dict[str, Any], source: str) -> Conf
     base = base or {}
     if not isinstance(base, dict):
         raise InputError("base must be a config path or {config: PATH, overrides: {...}}", source)
-    _check_keys(base, ("config", "overrides"), "base.", source)
+    check_keys(base, ("config", "overrides"), "base.", source)
     try:
         overrides = base_overrides(base.get("overrides"), source)
         config = load_config(base.get("config"), overrides)
@@ -399,15 +399,6 @@ def _check_metric(spec: SweepSpec, source: str) -> None:
         raise InputError(f"mode: {spec.metric} is {'lower' if lower else 'higher'} is better, "
                          f"so mode must be {'min' if lower else 'max'} (got {spec.mode})",
                          source)
-
-
-def _check_keys(data: Any, allowed: Sequence[str], prefix: str, source: str) -> None:
-    if not isinstance(data, dict):
-        raise InputError(f"{prefix.rstrip('.') or 'file'} must be a mapping", source)
-    for key in data:
-        if key not in allowed:
-            raise InputError(unknown(f"{prefix}{key}", [f"{prefix}{a}" for a in allowed],
-                                      "key"), source)
 
 
 def _name(value: Any, source: str) -> str:
