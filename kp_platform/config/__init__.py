@@ -13,7 +13,14 @@ from kp_platform.config.loading import (
     read_yaml,
     save_config,
 )
-from kp_platform.config.overrides import coerce, parse_overrides, parse_value, unknown
+from kp_platform.config.overrides import (
+    coerce,
+    get_dotted,
+    parse_overrides,
+    parse_value,
+    set_dotted,
+    unknown,
+)
 from kp_platform.config.schema import Config
 
 __all__ = [
@@ -24,10 +31,12 @@ __all__ = [
     "config_from_dict",
     "config_key_type",
     "config_to_dict",
+    "get_dotted",
     "load_config",
     "parse_overrides",
     "parse_value",
     "read_yaml",
     "save_config",
+    "set_dotted",
     "unknown",
 ]

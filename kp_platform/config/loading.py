@@ -17,6 +17,7 @@ from kp_platform.config.overrides import (
     dataclass_key_type,
     leaf_keys,
     parse_overrides,
+    set_dotted,
 )
 from kp_platform.config.reading import read_dataclass
 from kp_platform.config.schema import Config
@@ -72,11 +73,7 @@ def apply_overrides(config: Config, overrides: Overrides) -> Config:
     data = config_to_dict(config)
     for key, value in items.items():
         config_key_type(key)
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
+        set_dotted(data, key, value, "overrides")
     return read_dataclass(Config(), data, "overrides", candidates=all_keys())
 
 

@@ -96,6 +96,30 @@ def dataclass_key_type(cls: type, key: str, prefix: str = "", what: str = "key")
     raise AssertionError("unreachable")
 
 
+def get_dotted(node: Any, key: str) -> Any:
+    """The value at dotted `key` in nested mappings or dataclasses (`optim.lr`)."""
+    for part in key.split("."):
+        node = node[part] if isinstance(node, Mapping) else getattr(node, part)
+    return node
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, source: str | None = None) -> None:
+    """Sets dotted `key` in nested mappings `data`, creating missing (or null) sections.
+
+    Raises:
+        InputError: a part of the key names a value that is not a section.
+    """
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            raise InputError(f"override {key!r}: {part!r} is not a section", source)
+    node[leaf] = value
+
+
 def leaf_keys(cls: type, prefix: str = "") -> list[str]:
     """Every dotted leaf key of dataclass `cls`, e.g. `optim.lr`."""
     keys = []

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from kp_platform.config.auto import default_augmentation
 from kp_platform.config.schema import AUTO
 from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
@@ -198,7 +197,7 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
     `data.split_seed`. Only the training set is augmented.
 
     Args:
-        data_cfg: The `data` config section.
+        data_cfg: The `data` config section, resolved (`data.augment` a list, not `auto`).
         augment_seed: Seeds the training augmentation.
         load: Reads and checks one COCO file (a sweep's pre-flight passes one that reads each
             file once for all its configurations).
@@ -218,9 +217,10 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
         "resize_mode": data_cfg.resize_mode,
         "visible_only": data_cfg.visible_only,
     }
-    transforms = (default_augmentation(data_cfg.flip_pairs) if data_cfg.augment == AUTO
-                  else data_cfg.augment)
-    augmenter = build_augmenter(transforms, flip, seed=augment_seed)
+    if data_cfg.augment == AUTO:
+        raise ValueError("data.augment is still 'auto': resolve the config first "
+                         "(config.auto.resolve_auto)")
+    augmenter = build_augmenter(data_cfg.augment, flip, seed=augment_seed)
 
     def same_channels(path: str) -> tuple[CocoKeypoints, ChannelMap]:
         coco = load(path, pixel_origin=origin)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from kp_platform.config import all_keys, config_key_type, parse_overrides, unknown
+from kp_platform.config import all_keys, config_key_type, parse_overrides, set_dotted, unknown
 from kp_platform.errors import InputError
 
 __all__ = ["CLI_STAGE_KEYS", "apply_cli_overrides", "unknown"]
@@ -71,13 +71,7 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
         elif head == "datasets":
             if data.get("datasets") is None:
                 data["datasets"] = {}
-            node = data["datasets"]
-            *parents, leaf = rest.split(".")
-            for part in parents:
-                node = node.setdefault(part, {}) if isinstance(node, dict) else None
-            if not isinstance(node, dict):
-                raise InputError(f"override {key!r}: not a dataset setting", source)
-            node[leaf] = value
+            set_dotted(data["datasets"], rest, value, source)
         else:
             late[key] = value
     return late, per_stage

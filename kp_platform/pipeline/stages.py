@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from kp_platform.config import Config, all_keys, load_config, read_yaml
+from kp_platform.config import Config, all_keys, get_dotted, load_config, read_yaml, set_dotted
 from kp_platform.errors import InputError
 from kp_platform.pipeline.records import StageRecord, relative
 from kp_platform.pipeline.spec import PipelineSpec, StageSpec
@@ -43,7 +43,7 @@ def training_overrides(pipeline: PipelineSpec, stage: StageSpec,
     if source and records is not None:
         config = records[source].config or {}
         for key in stage.inherit:
-            values[key] = _dotted(config, key)
+            values[key] = get_dotted(config, key)
     if stage.init_from:
         if records is None:
             checkpoint = pipeline.stage_dir(stage.init_from) / "best.ckpt"
@@ -80,7 +80,7 @@ def build_sweep(pipeline: PipelineSpec, stage: StageSpec, overrides: Mapping[str
             if key in all_keys():
                 config_overrides[key] = value
             else:
-                _set_dotted(data, key, value)
+                set_dotted(data, key, value, str(stage.file))
         base["overrides"] = config_overrides
         data["base"] = base
     data["name"] = run_name(pipeline, stage)
@@ -165,23 +165,6 @@ def _checkpoint_config(path: Path) -> dict[str, Any]:
 
     config, _ = checkpoint_config(read_checkpoint(path), str(path))
     return config
-
-
-def _dotted(data: Mapping[str, Any], key: str) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[leaf] = value
 
 
 def _in_stage(pipeline: PipelineSpec, stage: StageSpec, exc: InputError) -> InputError:

@@ -8,13 +8,20 @@ import pytest
 
 from kp_platform.cli.main import build_parser
 from kp_platform.cli.train_command import resolve_config
-from kp_platform.config import Config, parse_overrides, parse_value, unknown
+from kp_platform.config import (
+    Config,
+    get_dotted,
+    parse_overrides,
+    parse_value,
+    set_dotted,
+    unknown,
+)
 from kp_platform.config.loading import config_key_type
 from kp_platform.errors import InputError
 from kp_platform.pipeline import load_pipeline
 from kp_platform.pipeline.stages import build_sweep, build_train_config, training_overrides
 from kp_platform.tune import load_space
-from kp_platform.tune.spec.space import config_value, setting_type
+from kp_platform.tune.spec.space import setting_type
 from tests.pipeline.conftest import tiny_data, write_pipeline
 from tests.tune.conftest import space_data, write_space
 
@@ -32,7 +39,7 @@ KEYS = [s.partition("=")[0] for s in STRINGS]
 
 
 def _values(config: Config) -> dict[str, Any]:
-    return {key: config_value(config, key) for key in KEYS}
+    return {key: get_dotted(config, key) for key in KEYS}
 
 
 def test_every_command_resolves_the_same_strings_alike(tmp_path):
@@ -84,3 +91,14 @@ def test_parse_value_and_the_one_hint():
                                                   "(did you mean 'optim.lr'?)")
     with pytest.raises(InputError, match="not of the form"):
         parse_overrides(["optim.lr"], config_key_type)
+
+
+def test_one_dotted_walker_reads_and_writes_alike() -> None:
+    data: dict[str, Any] = {"asha": None, "optim": {"lr": 1e-3}}
+    set_dotted(data, "asha.grace_period", 2)
+    set_dotted(data, "wandb.mode", "offline")
+    assert get_dotted(data, "asha.grace_period") == 2
+    assert get_dotted(Config(), "optim.lr") == Config().optim.lr
+    with pytest.raises(InputError, match=r"override 'optim.lr.x': 'lr' is not a section"):
+        set_dotted(data, "optim.lr.x", 1, "space.yaml")
+    assert data["optim"] == {"lr": 1e-3}

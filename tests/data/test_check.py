@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kp_platform.config import load_config
+from kp_platform.config.auto import resolve_auto
 from kp_platform.data.check import check_data_config
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.errors import InputError
@@ -17,8 +18,9 @@ def test_each_file_goes_through_the_given_loader(tiny_coco):
         reads.append(str(path))
         return CocoKeypoints.load(path, **options)
 
-    data = load_config(overrides={"data.train": str(tiny_coco), "data.val": str(tiny_coco),
-                                  "data.input_size": [32, 32]}).data
+    data = resolve_auto(load_config(overrides={"data.train": str(tiny_coco),
+                                               "data.val": str(tiny_coco),
+                                               "data.input_size": [32, 32]}))[0].data
     check_data_config(data, load=load)
     assert reads == [str(tiny_coco), str(tiny_coco)]
 

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.config.auto import resolve_auto
 from kp_platform.data import (
     CocoKeypoints,
     KeypointDataset,
@@ -57,7 +58,8 @@ def test_split_depends_only_on_split_seed():
 
 def _cfg(train, **overrides):
     items = [f"data.train={train}", "data.input_size=[24, 32]", "data.val_fraction=0.5"]
-    return apply_overrides(load_config(), items + [f"{k}={v}" for k, v in overrides.items()])
+    config = apply_overrides(load_config(), items + [f"{k}={v}" for k, v in overrides.items()])
+    return resolve_auto(config)[0]
 
 
 def test_build_datasets_splits_and_augments_only_training(tmp_path):

@@ -15,11 +15,10 @@ import pytest
 from ray.tune.utils.log import Verbosity, set_verbosity
 
 from kp_platform.cli.main import main as kp_main
-from kp_platform.config import load_config
+from kp_platform.config import get_dotted, load_config
 from kp_platform.training import read_checkpoint
 from kp_platform.tune.experiment import read_rungs
 from kp_platform.tune.results.report import collect_trials
-from kp_platform.tune.spec.space import config_value
 from tests.tune.conftest import space_data, write_space
 from tests.wandb_records import offline_runs
 
@@ -83,7 +82,7 @@ def test_sampled_values_reach_training(sweep):
         config = load_config(folder / "config.yaml")
         assert config.logging.wandb.group == "main"
         for key, value in params.items():
-            assert config_value(config, key) == value, (trial_id, key)
+            assert get_dotted(config, key) == value, (trial_id, key)
         for checkpoint in folder.glob("checkpoint_*/checkpoints/last.ckpt"):
             hparams = read_checkpoint(checkpoint)["hyper_parameters"]["config"]
             assert hparams["optim"]["lr"] == params["optim.lr"]

@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kp_platform.config import Config, apply_overrides, config_to_dict, unknown
+from kp_platform.config import Config, apply_overrides, config_to_dict, get_dotted, unknown
+from kp_platform.config.auto import resolve_auto
 from kp_platform.errors import InputError
 from kp_platform.tune.spec.parameters import Parameter
 from kp_platform.tune.spec.space import SweepSpec
@@ -48,7 +49,7 @@ def preflight(spec: SweepSpec) -> int:
     data_sections: dict[str, Config] = {}
     for _, _, config in checked:
         section = {"data": config_to_dict(config.data),
-                   **{key: _value(config, key) for key in _FILE_KEYS}}
+                   **{key: get_dotted(config, key) for key in _FILE_KEYS}}
         data_sections.setdefault(json.dumps(section, sort_keys=True, default=str), config)
     # Cheap checks first: a missing file is found before torch is even imported.
     for config in data_sections.values():
@@ -93,7 +94,7 @@ def check_paths(config: Config, source: str) -> None:
     if not config.data.train:
         raise InputError("base config: data.train must name a COCO keypoint JSON file", source)
     for key in ("data.train", "data.val", "data.test", "data.replay", *_FILE_KEYS):
-        value = _value(config, key)
+        value = get_dotted(config, key)
         if value and not str(value).startswith("wandb:") and not Path(value).is_file():
             raise InputError(f"{key}: file not found: {value}", source)
 
@@ -106,7 +107,7 @@ def check_data(config: Config, loader: CachedLoader) -> None:
     """
     from kp_platform.data.check import check_data_config
 
-    check_data_config(config.data, load=loader)
+    check_data_config(resolve_auto(config)[0].data, load=loader)
 
 
 class CachedLoader:

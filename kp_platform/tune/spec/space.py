@@ -25,7 +25,7 @@ from kp_platform.config import (
     unknown,
 )
 from kp_platform.config.auto import resolve_auto
-from kp_platform.config.overrides import dataclass_key_type
+from kp_platform.config.overrides import dataclass_key_type, get_dotted, set_dotted
 from kp_platform.config.reading import check_keys, read_dataclass
 from kp_platform.errors import InputError
 from kp_platform.tune.spec.parameters import Parameter, parse_parameter
@@ -125,7 +125,7 @@ class SweepSpec:
             base = resolve_auto(self.base)[0]
             point: dict[str, Any] = {}
             for param in self.parameters:
-                value = config_value(base, param.key)
+                value = get_dotted(base, param.key)
                 if param.active(point) and param.contains(value):
                     point[param.key] = value
             points.insert(0, point)
@@ -205,13 +205,7 @@ def _apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], source:
         if key.split(".")[0] not in TOP_LEVEL:
             config_overrides[key] = value
             continue
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise InputError(f"override {key!r}: {part!r} is not a section", source)
-        node[leaf] = value
+        set_dotted(data, key, value, source)
     return config_overrides
 
 
@@ -274,7 +268,7 @@ def _absolute_paths(config: Config) -> Config:
     """Relative paths made absolute: Tune runs each trial in its own working directory."""
     fixed: dict[str, Any] = {}
     for key in PATH_KEYS:
-        value = config_value(config, key)
+        value = get_dotted(config, key)
         if _relative_path(key, value):
             fixed[key] = str(Path(value).absolute())
     return apply_overrides(config, fixed) if fixed else config
@@ -413,10 +407,3 @@ def _integer(value: Any, key: str, source: str) -> int:
         raise InputError(f"{key}: expected an integer, got {value!r}", source)
     return value
 
-
-def config_value(config: Config, key: str) -> Any:
-    """The value of dotted `key` in `config`."""
-    node: Any = config
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
