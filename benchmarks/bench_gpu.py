@@ -44,6 +44,7 @@ import torch
 import yaml
 
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.config.auto import resolve_auto
 from kp_platform.data.datamodule import KeypointDataModule
 from kp_platform.data.dataset import collate_keypoints
 from kp_platform.data.quads import CHANNELS, generate_quads
@@ -185,7 +186,7 @@ def training_speed(data: dict[str, Path], size: int, precision: str, args: argpa
 def loader_alone(data: dict[str, Path], size: int, args: argparse.Namespace) -> float:
     """Images/s the training loader delivers with no network: its second pass (the first
     starts the workers)."""
-    config = apply_overrides(load_config(), base_overrides(data, size, args))
+    config = resolve_auto(apply_overrides(load_config(), base_overrides(data, size, args)))[0]
     loader = KeypointDataModule(config.data, seed=0).train_dataloader()
     for _ in loader:
         pass
@@ -200,7 +201,7 @@ def step_alone(data: dict[str, Path], size: int, precision: str,
     """Images/s of the training step alone: forward, loss, backward and AdamW on one batch
     that stays on the device (no loader, no Lightning loop)."""
     device = _device(args)
-    config = apply_overrides(load_config(), base_overrides(data, size, args))
+    config = resolve_auto(apply_overrides(load_config(), base_overrides(data, size, args)))[0]
     datamodule = KeypointDataModule(config.data, seed=0)
     module = KeypointModule.from_config(config, list(datamodule.channels.names)).to(device)
     batch = next(iter(torch.utils.data.DataLoader(
