@@ -110,14 +110,20 @@ class Watch:
         self.experiment = experiment
         self.sessions: dict[int, int | None] = {}
         """Trial pid → the session it ran in (None: it had ended before it was seen)."""
+        self.node_processes: dict[int, int] = {}
+        """Every pid seen in a node's session at a poll → that session: a trial whose results
+        reach result.json only after its worker ended is still placed."""
 
     def trials(self) -> dict[str, list[dict[str, Any]]]:
         """Trial folder name → its results so far; records where each reporting pid runs."""
+        for node in self.cluster.nodes:
+            self.node_processes.update(dict.fromkeys(node.pids(), node.sid))
         found = {p.name: _results(p) for p in sorted(self.experiment.glob("trial_*"))}
         for results in found.values():
             for result in results:
-                if result["pid"] not in self.sessions:
-                    self.sessions[result["pid"]] = session_of(result["pid"])
+                pid = result["pid"]
+                if self.sessions.get(pid) is None:
+                    self.sessions[pid] = session_of(pid) or self.node_processes.get(pid)
         return {name: results for name, results in found.items() if results}
 
     def until(self, condition: Callable[[dict[str, list[dict]]], Any], job: str,
@@ -216,7 +222,12 @@ def test_sweep_survives_the_loss_of_a_node(cluster, synth_data, tmp_path):
     # and Ray marks it dead.
     _wait(lambda: not node.pids(), 60, "the killed node's processes to end")
     assert not pid_alive(victim_pid)
-    _wait(lambda: cluster.node_states() == ["ALIVE", "DEAD"], 120, "Ray to see the node dead")
+
+    def seen_dead() -> bool:
+        watch.trials()  # the retry may start, and on a fast machine end, while Ray notices
+        return cluster.node_states() == ["ALIVE", "DEAD"]
+
+    _wait(seen_dead, 120, "Ray to see the node dead")
 
     info = watch.wait_job(job)
     _assert_succeeded(cluster, job, info)
