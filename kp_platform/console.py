@@ -2,18 +2,28 @@
 
 `kp` prints what it chose itself (the `auto` defaults, the sweep's events); Lightning's banner
 (GPU/TPU availability, tips), logged at INFO through its rank-zero logger, only buries that.
-Warnings still come through. Set by logger name, so Lightning need not be imported here.
+Lightning 2.6 also builds torch's deprecated `LeafSpec` whenever it flattens a batch or a
+metric (a FutureWarning per evaluation that no user can act on): ignored for that Lightning
+module alone, by category and module. Every other warning still comes through. Set by logger
+and module name, so Lightning need not be imported here.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 
 LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"
 """Lightning's rank-zero logger: the GPU/TPU lines and tips at INFO."""
+LIGHTNING_PYTREE = "pytorch_lightning.utilities._pytree"
+"""Lightning's copy of torch's pytree helpers, which builds torch's deprecated `LeafSpec`."""
 
 
 def quiet_library_info(*loggers: str) -> None:
-    """Raises Lightning's rank-zero logger, and `loggers`, to WARNING."""
+    """Raises Lightning's rank-zero logger, and `loggers`, to WARNING; ignores the
+    FutureWarnings raised from Lightning's pytree module."""
     for name in (LIGHTNING_INFO, *loggers):
         logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            module=re.escape(LIGHTNING_PYTREE))

@@ -137,8 +137,6 @@ def train(
             # Tiny datasets make Lightning warn about few batches and no DataLoader workers.
             warnings.filterwarnings("ignore",
                                     message=".*(num_workers|number of training batches).*")
-            # Lightning's own use of a torch API that torch deprecated; nothing a user can do.
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             # weights_only explicitly: torch 2.4 / 2.5 (allowed by the requirement) would unpickle.
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume_ckpt,
                         weights_only=True)
