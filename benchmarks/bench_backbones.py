@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.console import quiet_library_info
 from kp_platform.data.synth import generate_dataset
 from kp_platform.inference import evaluate_checkpoint
 from kp_platform.training import train
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="demo data folder (default: generate into a temporary folder)")
     args = parser.parse_args()
+    quiet_library_info()  # what `kp` shows: no Lightning banner or deprecation noise
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "demo_data"

@@ -45,6 +45,7 @@ import yaml
 
 from kp_platform.config import apply_overrides, load_config
 from kp_platform.config.auto import resolve_auto
+from kp_platform.console import quiet_library_info
 from kp_platform.data.datamodule import KeypointDataModule
 from kp_platform.data.dataset import collate_keypoints
 from kp_platform.data.quads import CHANNELS, generate_quads
@@ -335,6 +336,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    quiet_library_info()  # what `kp` shows: no Lightning banner or deprecation noise
     figures: dict[str, Any] = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "smoke": args.smoke, "training": [], "loader_images_per_s": {},

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.console import quiet_library_info
 from kp_platform.inference import evaluate_checkpoint
 from kp_platform.training import train
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         "(--set may repeat)")
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args(argv)
+    quiet_library_info()  # what `kp` shows: no Lightning banner or deprecation noise
     for name in ("train.json", "test.json"):
         if not (args.data / name).is_file():
             sys.stderr.write(f"error: {args.data / name}: not found (--data needs train.json "

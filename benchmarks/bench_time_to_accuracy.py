@@ -62,7 +62,9 @@ import pytorch_lightning as pl
 import torch
 torch.set_num_threads(int(sys.argv[1]))
 from kp_platform.config import apply_overrides, load_config
+from kp_platform.console import quiet_library_info
 from kp_platform.training import train
+quiet_library_info()
 
 out, stop_at, start = sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 
