@@ -2,17 +2,20 @@
 table with only the sweep's metric, the epoch and the sampled parameters.
 
 Tune's table comes from its `CLIReporter` (its public columns settings), printed when the sweep
-starts, at most every `TABLE_EVERY_S` and when it ends. That reporter belongs to Tune's classic
-output engine: the newer one (Ray's default) has no column settings and prints every config key
-of every trial, so the driver selects the classic one (`RAY_AIR_NEW_OUTPUT=0`, Ray's switch).
-The events (a trial started with its sampled values, evaluated, stopped by ASHA at a rung,
-completed, failed) come from a Tune `Callback`. The full logs stay in the experiment folder.
+ends and, in a long sweep, every `TABLE_EVERY_S` before that (not at the start, when it lists
+only pending trials whose values the event lines give anyway). That reporter belongs to Tune's
+classic output engine: the newer one (Ray's default) has no column settings and prints every
+config key of every trial, so the driver selects the classic one (`RAY_AIR_NEW_OUTPUT=0`,
+Ray's switch). The events (a trial started with its sampled values, evaluated, stopped by ASHA
+at a rung, completed, failed) come from a Tune `Callback`. The full logs stay in the experiment
+folder.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any
 
 from ray.tune import Callback, CLIReporter
@@ -20,7 +23,7 @@ from ray.tune import Callback, CLIReporter
 from kp_platform.tune.spec.space import SweepSpec
 
 TABLE_EVERY_S = 600
-"""Tune's status table at most this often (and at the start and the end)."""
+"""Tune's status table this often while the sweep runs (and at its end)."""
 
 
 def use_classic_output() -> None:
@@ -28,13 +31,30 @@ def use_classic_output() -> None:
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
 
 
+class EndOfSweepReporter(CLIReporter):
+    """Tune's `CLIReporter` that prints at the sweep's end and every `TABLE_EVERY_S` before it,
+    through the reporter's public `should_report` hook; the table itself is CLIReporter's."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._table_due = time.monotonic() + TABLE_EVERY_S
+
+    def should_report(self, trials: list, done: bool = False) -> bool:
+        if done:
+            return True
+        if time.monotonic() < self._table_due:
+            return False
+        self._table_due = time.monotonic() + TABLE_EVERY_S
+        return True
+
+
 def build_reporter(spec: SweepSpec) -> CLIReporter:
     """Tune's status table: trial, status, the sampled parameters, the metric and the epoch,
     best first."""
-    return CLIReporter(
+    return EndOfSweepReporter(
         metric_columns={spec.metric: spec.metric, "epoch": "epoch"},
         parameter_columns={p.key: short_name(p.key) for p in spec.parameters},
-        max_report_frequency=TABLE_EVERY_S, sort_by_metric=True,
+        sort_by_metric=True,
         max_progress_rows=max(20, spec.num_samples), max_column_length=16,
         # Stated, not left to Tune: unset, it follows the process's verbosity when the reporter
         # is built, which an earlier sweep in the same process has lowered to 1 (no tables).
