@@ -38,13 +38,10 @@ def read_dataclass(base: T, data: Any, source: str, prefix: str = "",
     """
     if data is None:
         return base
-    lead = f"{where}: " if where else ""
-    if not isinstance(data, Mapping):
-        raise InputError(f"{lead}{prefix.rstrip('.') or 'file'} must be a mapping", source)
     cls = type(base)
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    check_keys(data, names, prefix, source, where, candidates)
+    check_keys(data, names, prefix, source, where, candidates)  # also: data is a mapping
     values = {}
     for key, value in data.items():
         field_type = hints[key]
@@ -54,6 +51,7 @@ def read_dataclass(base: T, data: Any, source: str, prefix: str = "",
         else:
             values[key] = coerce(value, field_type, f"{prefix}{key}", source)
     merged = dataclasses.replace(base, **values)  # type: ignore[type-var]
+    lead = f"{where}: " if where else ""
     for key, (ok, message) in getattr(merged, "checks", dict)().items():
         if not ok:
             raise InputError(f"{lead}{prefix}{key} {message} (got {getattr(merged, key)!r})",

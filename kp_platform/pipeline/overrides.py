@@ -69,9 +69,7 @@ def apply_cli_overrides(data: dict[str, Any], overrides: Sequence[str], stage_na
         elif head in ("name", "root") and not rest:
             data[head] = value
         elif head == "datasets":
-            if data.get("datasets") is None:
-                data["datasets"] = {}
-            set_dotted(data["datasets"], rest, value, source)
+            set_dotted(data, key, value, source)
         else:
             late[key] = value
     return late, per_stage

@@ -154,6 +154,13 @@ def test_unknown_command_line_override(run_kp, tmp_path):
     _fails(run_kp, tmp_path, tiny_data(), "'fintune.optim.lr'", args=("fintune.optim.lr=1",))
 
 
+def test_a_dataset_override_into_a_value_that_is_not_a_section(run_kp, tmp_path):
+    data = tiny_data()
+    data["datasets"] = ["not", "a mapping"]
+    _fails(run_kp, tmp_path, data, "override 'datasets.real_train.seed'",
+           "'datasets' is not a section", args=("datasets.real_train.seed=3",))
+
+
 @pytest.mark.parametrize("override, key, value", [
     ("trainer.max_epochs=7", "trainer.max_epochs", 7),         # every training stage
     ("scratch.optim.lr=0.5", "optim.lr", 0.5),                 # one stage beats the file

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-
+from typing import Any
 
 SAMPLERS = ("tpe", "random", "gp")
 

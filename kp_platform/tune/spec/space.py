@@ -19,13 +19,15 @@ from kp_platform.config import (
     apply_overrides,
     coerce,
     config_key_type,
+    get_dotted,
     load_config,
     parse_overrides,
     read_yaml,
+    set_dotted,
     unknown,
 )
 from kp_platform.config.auto import resolve_auto
-from kp_platform.config.overrides import dataclass_key_type, get_dotted, set_dotted
+from kp_platform.config.overrides import dataclass_key_type
 from kp_platform.config.reading import check_keys, read_dataclass
 from kp_platform.errors import InputError
 from kp_platform.tune.spec.parameters import Parameter, parse_parameter
@@ -406,4 +408,3 @@ def _integer(value: Any, key: str, source: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{key}: expected an integer, got {value!r}", source)
     return value
-
