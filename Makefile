@@ -29,21 +29,23 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-DEMO_SWEEP := sweeps/demo
+DEMO_PIPELINE := pipelines/demo
+DEMO_FINETUNED := $(DEMO_PIPELINE)/finetune/demo-finetune/checkpoints/best.ckpt
 
-# The main job on the bundled default: generate and check the demo data, sweep (Optuna TPE,
-# ASHA, a wandb run per trial, the best checkpoint registered as demo-best), evaluate that
-# checkpoint on the held-out real-domain images (metrics, and a picture of its predictions:
-# best/predictions.png), then the report and where everything is.
+# The main job on the bundled default: generate and check the demo data, then the demo pipeline:
+# the sweep (Optuna TPE, ASHA, a wandb run per trial, the best checkpoint registered as
+# demo-sweep-best), a fine-tune of its best on 40 real-domain images, and both scored side by
+# side on 100 held-out real-domain images; then a picture of the fine-tuned detector's
+# predictions on those images (predictions.png) and the sweep's report.
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
+	$(BIN)/kp data synth $(DEMO_DIR)/real_train --domain real --num-images 40 --image-size 128 --seed 2
 	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
-	$(BIN)/kp data check $(DEMO_DIR)/real/annotations.json --channels configs/channels/demo.yaml
-	rm -rf $(DEMO_SWEEP)
-	$(BIN)/kp sweep run search_spaces/demo.yaml
-	$(BIN)/kp eval --checkpoint $(DEMO_SWEEP)/best/best.ckpt --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_SWEEP)/best/real_metrics.json --render $(DEMO_SWEEP)/best/predictions.png
-	$(BIN)/kp sweep report $(DEMO_SWEEP)
+	rm -rf $(DEMO_PIPELINE)
+	$(BIN)/kp pipeline search_spaces/pipelines/demo.yaml
+	$(BIN)/kp eval --checkpoint $(DEMO_FINETUNED) --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_PIPELINE)/real_metrics.json --render $(DEMO_PIPELINE)/predictions.png
+	$(BIN)/kp sweep report $(DEMO_PIPELINE)/sweep/demo-sweep
 
 test: install-test
 	$(BIN)/python -m pytest -q
@@ -57,4 +59,4 @@ lint: install-test
 	$(BIN)/ruff check kp_platform tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) demo_runs sweeps .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) demo_runs sweeps pipelines .pytest_cache

@@ -61,6 +61,11 @@ def build_wandb_logger(
     from pytorch_lightning.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
+    # wandb applies its silent setting at setup; set up now, before Lightning's logger passes
+    # `anonymous=None`, which wandb's settings check would otherwise warn about on the terminal.
+    import wandb
+
+    wandb.setup()
     run_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(
         id=run_id(run_dir),

@@ -71,7 +71,7 @@ def test_results_table_and_plot(tiny):
     # The table is printed, with a row per model and the gains over the baseline.
     assert "AP@4" in tiny["out"] and "fine-tuned - from scratch" in tiny["out"]
     image = cv2.imread(str(tiny["dir"] / "results.png"))
-    assert image is not None and image.shape == (520, 900, 3)
+    assert image is not None and image.shape == (520, 900, 3)  # 9 x 5.2 in at 100 dpi
     assert (image < 250).any(axis=2).mean() > 0.05  # bars and text, not a blank page
 
 

@@ -192,7 +192,8 @@ def test_kp_train_command(synth_data, tmp_path, run_kp):
 
 
 def test_kp_train_prints_no_lightning_banner(synth_data, tmp_path):
-    """The console script, as a user runs it: Lightning's GPU/TPU lines and tips stay out."""
+    """The console script, as a user runs it: Lightning's GPU/TPU lines and tips, and wandb's
+    warnings about settings Lightning passes, stay out."""
     kp = Path(sys.executable).parent / "kp"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"data": {"train": str(synth_data["train"])}}))
@@ -200,11 +201,11 @@ def test_kp_train_prints_no_lightning_banner(synth_data, tmp_path):
         [str(kp), "train", config, f"data.val={synth_data['val']}",
          "data.input_size=[32,32]", "model.backbone=unet_tiny", "trainer.max_epochs=1",
          f"trainer.run_root={tmp_path}", "trainer.progress_bar=false",
-         "logging.wandb.mode=disabled"],
+         "logging.wandb.mode=offline"],
         capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "run: " in result.stdout
-    for banner in ("GPU available", "TPU available", "Tip:"):
+    for banner in ("GPU available", "TPU available", "Tip:", "wandb: WARNING"):
         assert banner not in result.stdout + result.stderr
 
 
