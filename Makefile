@@ -41,7 +41,6 @@ demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
 	$(BIN)/kp data synth $(DEMO_DIR)/real_train --domain real --num-images 40 --image-size 128 --seed 2
-	$(BIN)/kp data check $(DEMO_DIR)/synthetic/annotations.json --channels configs/channels/demo.yaml
 	rm -rf $(DEMO_PIPELINE)
 	$(BIN)/kp pipeline search_spaces/pipelines/demo.yaml
 	$(BIN)/kp eval --checkpoint $(DEMO_FINETUNED) --data $(DEMO_DIR)/real/annotations.json --out $(DEMO_PIPELINE)/real_metrics.json --render $(DEMO_PIPELINE)/predictions.png

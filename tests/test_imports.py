@@ -12,7 +12,7 @@ import kp_platform
 
 ROOT = Path(kp_platform.__file__).parent
 LAYERS = ("errors", "console", "files", "config", "ranks", "heatmaps", "data", "metrics", "models",
-          "training", "inference", "tune", "pipeline", "cli")
+          "training", "inference", "tune", "pipeline", "fit", "cli")
 """Bottom to top: a package may import only those before it (and itself)."""
 
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "kp_platform.cli.model_commands",
     "kp_platform.cli.sweep_command",
     "kp_platform.cli.pipeline_command",
+    "kp_platform.cli.fit_command",
 )
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 SWEEP_HELP = (
     "Hyperparameter sweeps: Ray Tune runs the trials (an embedded local Ray unless "
@@ -90,44 +89,11 @@ def _dashboard(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from kp_platform.tune import load_space
     from kp_platform.tune.driver.runner import run_sweep
+    from kp_platform.tune.results.summary import finish_sweep
 
     spec = load_space(args.space, args.overrides)
     results = run_sweep(spec, resume=args.resume)
-    # Imported once the sweep ran: it brings in Lightning, which a refused sweep never needs.
-    from kp_platform.tune.results.registry import register_best
-
-    errored = [r for r in results if r.error is not None]
-    print(f"experiment: {spec.experiment_dir}")
-    print(f"trials: {len(results)} ({len(errored)} errored)")
-    report = None
-    if not spec.remote_storage:  # the report reads the local experiment folder
-        from kp_platform.tune.results.report import format_base_vs_best, make_report
-
-        report = make_report(spec.experiment_dir)
-        print(format_base_vs_best(report.rows, spec.metric, spec.mode))
-        print(f"plots: {', '.join(str(p) for p in report.plots)}")
-    best = register_best(spec, results, plots=report.plots if report else [])
-    if best is None:
-        print(f"no trial reported {spec.metric} with a checkpoint: nothing registered")
-    else:
-        print(f"registered: trial {best['trial_id']}'s best checkpoint ({spec.metric} "
-              f"{best[spec.metric]:.4f}) as {best['checkpoint']}, wandb artifact "
-              f"{best['artifact']}:best")
-    print(f"report: kp sweep report {spec.experiment_dir}")
-    return _report_failures(errored) if errored or best is None else 0
-
-
-def _report_failures(errored: list) -> int:
-    """One stderr line per failed trial (its id and its error's first line); exit status 1."""
-    from pathlib import Path
-
-    from kp_platform.tune.experiment import error_line
-
-    for result in errored:
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
-        sys.stderr.write(f"error: trial {trial_id} failed: "
-                         f"{error_line(result.path, result.error)}\n")
-    return 1
+    return finish_sweep(spec, results)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 and the top-1 pixel error, PCK and swap rate of single-instance channels.
 
 `KeypointAP` and `Top1Error` for validation loops (tensor state, DDP-safe);
-`evaluate_predictions` for files.
+`evaluate_predictions` for files; `format_metrics` prints either as tables.
 """
 
 from kp_platform.metrics.average_precision import (
@@ -15,12 +15,15 @@ from kp_platform.metrics.predictions import (
     parse_predictions,
     read_predictions,
 )
+from kp_platform.metrics.tables import format_metrics, format_top1
 from kp_platform.metrics.top1 import Top1Error, top1_pairs, top1_summary
 
 __all__ = [
     "KeypointAP",
     "compute_keypoint_metrics",
     "evaluate_predictions",
+    "format_metrics",
+    "format_top1",
     "parse_predictions",
     "read_predictions",
     "Top1Error",

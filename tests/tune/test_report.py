@@ -44,7 +44,7 @@ def test_a_minimised_metric_is_reported_as_lower_is_better():
     assert [row.best for row in rows] == [12.0, 6.5]  # each trial's lowest error
     line = format_base_vs_best(rows, "val/mean_px_error", "min")
     assert "sweep best val/mean_px_error: 6.5000 (trial t)" in line
-    assert "beats its base config by -5.5000" in line
+    assert "beats its base config (val/mean_px_error -5.5000)" in line
     worse = format_base_vs_best(_rows({"b": [5.0], "t": [9.0]}), "val/mean_px_error", "min")
     assert "no trial beat the base config" in worse
     # rf 2: the rung keeps the lower half; the cut-off is the 1/2 quantile from below

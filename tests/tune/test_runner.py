@@ -48,6 +48,20 @@ def test_fractional_request_that_fits_is_accepted_and_more_cpus_than_a_node_is_n
     assert code == 2 and "nothing to resume: no Tune experiment here" in err
 
 
+def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path):
+    import time
+
+    from kp_platform.tune.driver.runner import run_sweep
+
+    spec = load_space(_space(tmp_path, synth_data, num_samples=40, time_budget_s=12,
+                             asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 3}))
+    started = time.monotonic()
+    results = run_sweep(spec)
+    # 40 trials of up to 3 epochs take minutes on 2 CPUs: the time limit ended it.
+    assert len(results) < 40 and time.monotonic() - started < 45
+    assert all(result.error is None for result in results)
+
+
 def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, synth_data,
                                                                      tmp_path, run_kp):
     path = _space(tmp_path, synth_data)

@@ -145,6 +145,8 @@ BAD_SPACES = {
         {"base": {"overrides": {"trainer.early_stop_patience": 2}}},
         "trainer.early_stop_patience=2 would stop trials that ASHA then records as pruned"),
     "scheduler": ({"scheduler": "hyperband"}, "scheduler must be one of asha, fifo"),
+    "time_budget": ({"time_budget_s": 0}, "time_budget_s must be > 0 (got 0.0)"),
+    "time_budget_type": ({"time_budget_s": "soon"}, "time_budget_s: expected"),
     "base_config_key": ({"base": {"overrides": {"model.widht": 8}}},
                         "unknown config key 'model.widht' (did you mean 'model.width'?)"),
 }

@@ -49,12 +49,14 @@ class EndOfSweepReporter(CLIReporter):
 
 
 def build_reporter(spec: SweepSpec) -> CLIReporter:
-    """Tune's status table: trial, status, the sampled parameters, the metric and the epoch,
-    best first."""
+    """Tune's status table: trial, status, the sampled parameters, the metric and the epoch, in
+    the order the trials started (`kp sweep report` ranks them)."""
     return EndOfSweepReporter(
         metric_columns={spec.metric: spec.metric, "epoch": "epoch"},
         parameter_columns={p.key: short_name(p.key) for p in spec.parameters},
-        sort_by_metric=True,
+        # Not sorted by the metric: Tune's sort fails on a finished trial that never reported it
+        # (one that a sweep's time_budget_s stopped before its first evaluation).
+        sort_by_metric=False,
         max_progress_rows=max(20, spec.num_samples), max_column_length=16,
         # Stated, not left to Tune: unset, it follows the process's verbosity when the reporter
         # is built, which an earlier sweep in the same process has lowered to 1 (no tables).

@@ -18,17 +18,17 @@ from kp_platform.tune.driver.lock import DriverLock
 from kp_platform.tune.experiment import DRIVER_FILE, LOCK_FILE, RUNGS_FILE, SPACE_COPY
 from kp_platform.tune.spec.filesystems import on_local_disk
 from kp_platform.tune.spec.parameters import SpaceSampler
+from kp_platform.tune.spec.settings import RaySettings
 from kp_platform.tune.spec.space import SweepSpec
 from kp_platform.tune.storage import open_storage, study_location, write_study_file
 
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 """Ray Tune's controller logger: it logs each failed trial attempt with its traceback."""
 
-"""The resolved sweep settings, kept in the experiment folder to refuse a mismatched resume."""
 
-
-def init_ray(spec: SweepSpec) -> None:
-    """Starts an embedded local Ray unless one is running or `RAY_ADDRESS` names a cluster."""
+def init_ray(settings: RaySettings) -> None:
+    """Starts an embedded local Ray (`settings`) unless one is running or `RAY_ADDRESS` names a
+    cluster."""
     import ray
 
     if ray.is_initialized():
@@ -42,8 +42,12 @@ def init_ray(spec: SweepSpec) -> None:
             raise ExternalError(f"cannot join the Ray cluster: {first_line(exc)}",
                                 f"RAY_ADDRESS={os.environ['RAY_ADDRESS']}") from None
         return
-    ray.init(num_cpus=spec.ray.num_cpus or os.cpu_count(), num_gpus=spec.ray.num_gpus,
-             include_dashboard=False, object_store_memory=spec.ray.object_store_mb * 1024 * 1024)
+    # log_to_driver off: a trial writes what it prints to its trial.log and its failure to
+    # error.txt; streamed worker output only added Ray's own shutdown noise to the screen (a
+    # stopped trial's worker printing "Exception ignored ... SystemExit" as it was killed).
+    ray.init(num_cpus=settings.num_cpus or os.cpu_count(), num_gpus=settings.num_gpus,
+             include_dashboard=False, object_store_memory=settings.object_store_mb * 1024 * 1024,
+             log_to_driver=False)
 
 
 def check_resources(spec: SweepSpec) -> None:
@@ -125,7 +129,7 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
 
     from kp_platform.tune.driver.progress import use_classic_output
 
-    init_ray(spec)
+    init_ray(spec.ray)
     check_resources(spec)
     # Snapshot the experiment often on a local disk: a trial started after the last snapshot is
     # lost (and re-suggested) when the driver dies, and trials are far longer than a snapshot.
@@ -198,6 +202,7 @@ def build_tuner(spec: SweepSpec, trainable: Any) -> Any:
             search_alg=search,
             scheduler=scheduler,
             num_samples=spec.num_samples,
+            time_budget_s=spec.time_budget_s,
             # TPE proposing many configurations blind wastes its model.
             max_concurrent_trials=spec.max_concurrent,
             trial_name_creator=trial_name,

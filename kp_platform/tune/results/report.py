@@ -196,7 +196,7 @@ def format_base_vs_best(rows: list[TrialRow], metric: str = METRIC, mode: str = 
     if base.best is None:
         return line + f"; base config (trial {base.trial_id}): no {metric} ({base.status})"
     gain = best.best - base.best
-    verdict = (f"the sweep beats its base config by {gain:+.4f}" if sign * gain > 0
+    verdict = (f"the sweep beats its base config ({metric} {gain:+.4f})" if sign * gain > 0
                else "no trial beat the base config")
     return (f"{line}; base config (trial {base.trial_id}, {base.status}): {base.best:.4f}; "
             f"{verdict}")

@@ -42,12 +42,12 @@ from kp_platform.tune.storage import check_storage_url
 
 TOP_LEVEL = ("name", "base", "space", "metric", "mode", "scheduler", "search", "asha",
              "eval_every", "num_samples", "max_concurrent", "resources", "storage_path",
-             "max_failures", "checkpoint_period_s", "wandb", "ray")
+             "max_failures", "checkpoint_period_s", "time_budget_s", "wandb", "ray")
 SCHEDULERS = ("asha", "fifo")
 # The declared types of the top-level settings; the sections' come from their dataclasses.
 _SCALARS = {"name": str, "metric": str, "mode": str, "scheduler": str, "eval_every": int,
             "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int,
-            "checkpoint_period_s": float | Literal["auto"]}
+            "checkpoint_period_s": float | Literal["auto"], "time_budget_s": float}
 _SECTIONS = {"search": SearchSettings, "asha": AshaSettings, "resources": Resources,
              "wandb": WandbSettings, "ray": RaySettings}
 # Set by the sweep itself: sampling them would break ASHA's rungs or the experiment layout.
@@ -90,6 +90,10 @@ class SweepSpec:
     checkpoint_period_s: float | str | None = None
     """Seconds between snapshots of the experiment (Tune's TUNE_GLOBAL_CHECKPOINT_S), or
     `auto`; default: `snapshot_period()`."""
+    time_budget_s: float | None = None
+    """Wall-clock seconds after which the sweep stops: running trials end at once (each keeps
+    its last evaluated checkpoint) and no new one starts; none: the sweep ends when its trials
+    do (Tune's `TuneConfig.time_budget_s`)."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     ray: RaySettings = field(default_factory=RaySettings)
 
@@ -162,6 +166,8 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         spec.checkpoint_period_s = coerce(data["checkpoint_period_s"],
                                           _SCALARS["checkpoint_period_s"], "checkpoint_period_s",
                                           source)
+    if data.get("time_budget_s") is not None:
+        spec.time_budget_s = coerce(data["time_budget_s"], float, "time_budget_s", source)
     spec.scheduler = data.get("scheduler", spec.scheduler)
     if spec.scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
@@ -370,6 +376,8 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
             raise InputError(f"{key} must be >= 1 (got {getattr(spec, key)})", source)
     if spec.max_failures < -1:
         raise InputError("max_failures must be >= 0, or -1 for no limit", source)
+    if spec.time_budget_s is not None and not spec.time_budget_s > 0:
+        raise InputError(f"time_budget_s must be > 0 (got {spec.time_budget_s})", source)
     if isinstance(spec.checkpoint_period_s, float) and spec.checkpoint_period_s <= 0:
         raise InputError(f"checkpoint_period_s must be > 0 (got {spec.checkpoint_period_s})",
                          source)

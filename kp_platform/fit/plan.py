@@ -1,0 +1,190 @@
+"""What `kp fit` decides, as pure functions of the data, the measured timing and the budget.
+
+Each decision comes with a line saying why; `kp fit` prints them before it starts and the sweep
+file it writes holds their outcome.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from kp_platform.config.auto import unet_depth_for
+from kp_platform.errors import InputError
+from kp_platform.fit.budget import format_duration
+from kp_platform.fit.inspect import DataFacts
+
+MAX_INPUT_SIDE = 256
+"""The network input's longer side at most: the default input (256²) on which the defaults were
+measured on real frames (mirror-mouse, 396×406 images: benchmarks/RESULTS.md)."""
+SIDE_MULTIPLE = 32
+"""Input sides are multiples of this, so five down-samplings divide them exactly."""
+MIN_TRIALS = 4
+"""Fewer trials than this are not a search: the first trial is the defaults themselves."""
+MIN_TRIAL_EPOCHS = 4
+"""Trials shorter than this have barely left their initialisation: no ranking is meaningful."""
+MANY_TRIALS = 16
+"""From this many trials on, ASHA's rungs follow the many-trial rule (`schedule`)."""
+EVALUATIONS = 20
+"""A full-length trial evaluates about this many times (the same as a single run)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One trial's cost on the resources each trial gets, measured by `calibrate`."""
+
+    startup_s: float
+    """Seconds before the first epoch: the worker, imports, data caching, the model."""
+    epoch_s: float
+    """Seconds of one training epoch."""
+    eval_s: float
+    """Seconds of one evaluation on the validation split."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """ASHA's rungs, the evaluation period and the trial count for the budget."""
+
+    max_epochs: int
+    grace_period: int
+    reduction_factor: int
+    eval_every: int
+    num_samples: int
+    trial_s: float
+    """Seconds of an average trial under these rungs (measured timing)."""
+    reasons: list[str]
+
+
+def input_size_for(facts: DataFacts) -> tuple[list[int], str]:
+    """[height, width] for the network: the median image's aspect ratio, the longer side at most
+    `MAX_INPUT_SIDE`, each side a multiple of `SIDE_MULTIPLE`."""
+    height, width = facts.image_size
+    scale = min(1.0, MAX_INPUT_SIDE / max(height, width))
+    size = [max(SIDE_MULTIPLE, SIDE_MULTIPLE * round(side * scale / SIDE_MULTIPLE))
+            for side in (height, width)]
+    varied = ", sizes vary" if facts.sizes_vary else ""
+    return size, (f"{size[0]}x{size[1]} (images {height}x{width} (median{varied}); the longer "
+                  f"side at most {MAX_INPUT_SIDE}, sides multiples of {SIDE_MULTIPLE}, the "
+                  "aspect ratio kept)")
+
+
+def metric_for(facts: DataFacts) -> tuple[str, str, str]:
+    """The sweep's metric and mode: the top-1 pixel error where every channel holds at most one
+    keypoint per image (what DeepLabCut and Lightning Pose users compare), else `val/map`."""
+    if facts.channels and len(facts.single_instance) == len(facts.channels):
+        return "val/mean_px_error", "min", (
+            "val/mean_px_error, lower is better (every channel holds at most one keypoint per "
+            "image: the top-1 pixel error)")
+    several = [c for c in facts.channels if c not in facts.single_instance]
+    return "val/map", "max", (
+        f"val/map, higher is better ({', '.join(several[:3])}{' ...' if len(several) > 3 else ''}"
+        " hold several keypoints in some image: AP at the distance thresholds)")
+
+
+def base_overrides(facts: DataFacts, input_size: list[int]) -> dict[str, Any]:
+    """The base config's keys on top of the defaults: the data and what they decide. (The test
+    set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.)"""
+    return {
+        "data.train": str(facts.path.absolute()),
+        "data.input_size": input_size,
+        "data.flip_pairs": facts.flip_pairs,
+    }
+
+
+def search_space(input_size: list[int]) -> tuple[dict[str, Any], str]:
+    """The built-in template around the defaults, the unet's depth scaled to the input."""
+    depth = unet_depth_for(input_size)
+    # At least 2 stages; at most the one whose bottleneck is still 2 cells or more.
+    deepest = max(2, int(math.log2(min(input_size) / 2)))
+    depths = [max(2, depth - 1), min(deepest, depth + 1)]
+    space = {
+        "optim.lr": {"loguniform": [1.0e-3, 1.0e-2]},
+        "optim.weight_decay": {"loguniform": [1.0e-6, 1.0e-3]},
+        "heatmap.sigma": {"uniform": [1.5, 3.0]},
+        "model.width": {"choice": [8, 16]},
+        "model.depth": {"int": depths} if depths[0] < depths[1] else {"choice": [depths[0]]},
+    }
+    return space, (f"learning rate 1e-3..1e-2, weight decay 1e-6..1e-3, sigma 1.5..3, width 8 "
+                   f"or 16, unet depth {depths[0]}..{depths[1]} (the input's own: {depth}); the "
+                   "first trial is the defaults")
+
+
+def expected_epochs(max_epochs: int, grace: int, factor: int) -> float:
+    """Epochs an average trial trains under ASHA: every trial reaches the first rung, one in
+    `factor` goes on to the next, and so on up to `max_epochs`."""
+    rungs = []
+    rung = grace
+    while rung < max_epochs:
+        rungs.append(rung)
+        rung *= factor
+    ends = [*rungs, max_epochs]
+    total = float(ends[0])
+    for k in range(1, len(ends)):
+        total += (ends[k] - ends[k - 1]) / factor**k
+    return total
+
+
+def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Schedule:
+    """ASHA's rungs and the trial count that fill `seconds` on `slots` parallel trials.
+
+    Trials are as long as a single run's default (`full_epochs`) when at least `MIN_TRIALS` of
+    them fit and a trial that goes the whole way ends within `seconds`; otherwise shorter, down
+    to `MIN_TRIAL_EPOCHS`. For many trials the rungs follow
+    `benchmarks/bench_sweep_efficiency.py`: grace 1/16 of the length and reduction factor 4
+    trained 16-36% of a full sweep's trial-epochs and kept its best (40 trials); for a few
+    trials, grace 1/4 and factor 2, as in the demo (rungs at 1/4 and 1/2).
+
+    Raises:
+        InputError: not even `MIN_TRIALS` trials of `MIN_TRIAL_EPOCHS` fit; says the minimum.
+    """
+    def plan(epochs: int, factor: int) -> Schedule:
+        every = max(1, round(epochs / EVALUATIONS))
+        grace = max(every, every * round(epochs / (16 if factor == 4 else 4) / every))
+        grace = min(grace, epochs)
+        per_epoch = timing.epoch_s + timing.eval_s / every
+        cost = timing.startup_s + per_epoch * expected_epochs(epochs, grace, factor)
+        count = int(slots * seconds // cost)
+        why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch "
+               f"(training {timing.epoch_s:.1f} s, an evaluation {timing.eval_s:.1f} s every "
+               f"{every}); {slots} at a time"]
+        return Schedule(epochs, grace, factor, every, count, cost, why)
+
+    many = plan(full_epochs, 4)
+    # Many trials: time for several rounds, so the few that go the whole way fit too.
+    if many.num_samples >= MANY_TRIALS:
+        return _explain(many, full_epochs, seconds, f"{many.num_samples} trials fit: the "
+                        f"many-trial rungs (grace 1/16 of {full_epochs} epochs, factor 4)")
+    for epochs in range(full_epochs, MIN_TRIAL_EPOCHS - 1, -1):
+        few = plan(epochs, 2)
+        longest = timing.startup_s + epochs * (timing.epoch_s + timing.eval_s / few.eval_every)
+        if few.num_samples >= MIN_TRIALS and longest <= seconds:
+            shorter = ("" if epochs == full_epochs else
+                       f"; trials shortened from the single run's {full_epochs} epochs so that "
+                       f"{MIN_TRIALS} fit")
+            return _explain(few, full_epochs, seconds,
+                            f"{few.num_samples} trials fit: the few-trial rungs (grace 1/4, "
+                            f"factor 2){shorter}")
+    smallest = plan(MIN_TRIAL_EPOCHS, 2)
+    need = math.ceil(math.ceil(MIN_TRIALS / slots) * smallest.trial_s)
+    raise InputError(
+        f"the budget leaves {format_duration(seconds)} for the sweep, too little for "
+        f"{MIN_TRIALS} trials of {MIN_TRIAL_EPOCHS} epochs ({format_duration(need)} on "
+        f"{slots} parallel trials, measured); give a budget at least "
+        f"{format_duration(need - seconds)} longer", "--budget")
+
+
+def _explain(plan: Schedule, full_epochs: int, seconds: float, why: str) -> Schedule:
+    rungs = []
+    rung = plan.grace_period
+    while rung < plan.max_epochs:
+        rungs.append(str(rung))
+        rung *= plan.reduction_factor
+    reasons = [
+        *plan.reasons,
+        f"{why}; {format_duration(seconds)} for the sweep",
+        f"trials of at most {plan.max_epochs} epochs (a single run: {full_epochs}), rungs at "
+        f"epochs {', '.join(rungs) or 'none'}, an evaluation every {plan.eval_every}",
+    ]
+    return Schedule(plan.max_epochs, plan.grace_period, plan.reduction_factor, plan.eval_every,
+                    plan.num_samples, plan.trial_s, reasons)
