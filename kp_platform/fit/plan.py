@@ -23,7 +23,8 @@ SIDE_MULTIPLE = 32
 MIN_TRIALS = 4
 """Fewer trials than this are not a search: the first trial is the defaults themselves."""
 MIN_TRIAL_EPOCHS = 4
-"""Trials shorter than this have barely left their initialisation: no ranking is meaningful."""
+"""A budget that cannot train one run this long is refused: such a model has barely left its
+initialisation."""
 MANY_TRIALS = 16
 """From this many trials on, ASHA's rungs follow the many-trial rule (`schedule`)."""
 EVALUATIONS = 20
@@ -128,53 +129,62 @@ def expected_epochs(max_epochs: int, grace: int, factor: int) -> float:
 def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Schedule:
     """ASHA's rungs and the trial count that fill `seconds` on `slots` parallel trials.
 
-    Trials are as long as a single run's default (`full_epochs`) when at least `MIN_TRIALS` of
-    them fit and a trial that goes the whole way ends within `seconds`; otherwise shorter, down
-    to `MIN_TRIAL_EPOCHS`. For many trials the rungs follow
-    `benchmarks/bench_sweep_efficiency.py`: grace 1/16 of the length and reduction factor 4
-    trained 16-36% of a full sweep's trial-epochs and kept its best (40 trials); for a few
-    trials, grace 1/4 and factor 2, as in the demo (rungs at 1/4 and 1/2).
+    Trials are as long as a single run's default (`full_epochs`): on small real sets length
+    matters most (mirror-mouse, `config/auto.py`: 160 optimiser steps left 32 px mean top-1
+    error, 1000 steps 7-9 px), so a search of shorter trials loses to one run of the defaults.
+    For many trials the rungs follow `benchmarks/bench_sweep_efficiency.py`: grace 1/16 of the
+    length and reduction factor 4 trained 16-36% of a full sweep's trial-epochs and kept its
+    best (40 trials); for a few, grace 1/4 and factor 2, as in the demo (rungs at 1/4 and 1/2).
+    When fewer than `MIN_TRIALS` full-length trials fit (or one that goes the whole way would
+    not end in time), the plan is the defaults alone: one trial (`num_samples` 1), which
+    `kp fit` gives every slot's resources.
 
     Raises:
-        InputError: not even `MIN_TRIALS` trials of `MIN_TRIAL_EPOCHS` fit; says the minimum.
+        InputError: not even one trial of `MIN_TRIAL_EPOCHS` fits; says the minimum.
     """
-    def plan(epochs: int, factor: int) -> Schedule:
-        every = max(1, round(epochs / EVALUATIONS))
-        grace = max(every, every * round(epochs / (16 if factor == 4 else 4) / every))
-        grace = min(grace, epochs)
+    def plan(factor: int) -> Schedule:
+        every = max(1, round(full_epochs / EVALUATIONS))
+        grace = max(every, every * round(full_epochs / (16 if factor == 4 else 4) / every))
+        grace = min(grace, full_epochs)
         per_epoch = timing.epoch_s + timing.eval_s / every
-        cost = timing.startup_s + per_epoch * expected_epochs(epochs, grace, factor)
+        cost = timing.startup_s + per_epoch * expected_epochs(full_epochs, grace, factor)
         count = int(slots * seconds // cost)
         why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch "
                f"(training {timing.epoch_s:.1f} s, an evaluation {timing.eval_s:.1f} s every "
                f"{every}); {slots} at a time"]
-        return Schedule(epochs, grace, factor, every, count, cost, why)
+        return Schedule(full_epochs, grace, factor, every, count, cost, why)
 
-    many = plan(full_epochs, 4)
+    many = plan(4)
     # Many trials: time for several rounds, so the few that go the whole way fit too.
     if many.num_samples >= MANY_TRIALS:
-        return _explain(many, full_epochs, seconds, f"{many.num_samples} trials fit: the "
-                        f"many-trial rungs (grace 1/16 of {full_epochs} epochs, factor 4)")
-    for epochs in range(full_epochs, MIN_TRIAL_EPOCHS - 1, -1):
-        few = plan(epochs, 2)
-        longest = timing.startup_s + epochs * (timing.epoch_s + timing.eval_s / few.eval_every)
-        if few.num_samples >= MIN_TRIALS and longest <= seconds:
-            shorter = ("" if epochs == full_epochs else
-                       f"; trials shortened from the single run's {full_epochs} epochs so that "
-                       f"{MIN_TRIALS} fit")
-            return _explain(few, full_epochs, seconds,
-                            f"{few.num_samples} trials fit: the few-trial rungs (grace 1/4, "
-                            f"factor 2){shorter}")
-    smallest = plan(MIN_TRIAL_EPOCHS, 2)
-    need = math.ceil(math.ceil(MIN_TRIALS / slots) * smallest.trial_s)
-    raise InputError(
-        f"the budget leaves {format_duration(seconds)} for the sweep, too little for "
-        f"{MIN_TRIALS} trials of {MIN_TRIAL_EPOCHS} epochs ({format_duration(need)} on "
-        f"{slots} parallel trials, measured); give a budget at least "
-        f"{format_duration(need - seconds)} longer", "--budget")
+        return _explain(many, seconds, f"{many.num_samples} trials fit: the many-trial rungs "
+                        f"(grace 1/16 of {full_epochs} epochs, factor 4)")
+    few = plan(2)
+    per_epoch = timing.epoch_s + timing.eval_s / few.eval_every
+    longest = timing.startup_s + full_epochs * per_epoch
+    if few.num_samples >= MIN_TRIALS and longest <= seconds:
+        return _explain(few, seconds, f"{few.num_samples} trials fit: the few-trial rungs "
+                        "(grace 1/4, factor 2)")
+    shortest = timing.startup_s + MIN_TRIAL_EPOCHS * per_epoch
+    if shortest > seconds:
+        raise InputError(
+            f"the budget leaves {format_duration(seconds)} for training, too little for one "
+            f"run of {MIN_TRIAL_EPOCHS} epochs ({format_duration(shortest)}, measured); give a "
+            f"budget at least {format_duration(math.ceil(shortest - seconds))} longer",
+            "--budget")
+    need = max(longest, math.ceil(MIN_TRIALS / slots) * few.trial_s)
+    alone = Schedule(full_epochs, few.grace_period, 2, few.eval_every, 1, longest, [
+        *few.reasons,
+        f"fewer than {MIN_TRIALS} trials of the single run's {full_epochs} epochs fit in "
+        f"{format_duration(seconds)} (one alone: {format_duration(longest)} on one slot), and "
+        "shorter trials lose to one full-length run on small sets: the defaults alone, one "
+        "trial with every slot's resources"
+        + (", stopped at the time limit" if longest > seconds else "")
+        + f"; a budget about {format_duration(need - seconds)} longer buys a search"])
+    return alone
 
 
-def _explain(plan: Schedule, full_epochs: int, seconds: float, why: str) -> Schedule:
+def _explain(plan: Schedule, seconds: float, why: str) -> Schedule:
     rungs = []
     rung = plan.grace_period
     while rung < plan.max_epochs:
@@ -183,8 +193,8 @@ def _explain(plan: Schedule, full_epochs: int, seconds: float, why: str) -> Sche
     reasons = [
         *plan.reasons,
         f"{why}; {format_duration(seconds)} for the sweep",
-        f"trials of at most {plan.max_epochs} epochs (a single run: {full_epochs}), rungs at "
-        f"epochs {', '.join(rungs) or 'none'}, an evaluation every {plan.eval_every}",
+        f"trials of at most {plan.max_epochs} epochs (a single run's length), rungs at epochs "
+        f"{', '.join(rungs) or 'none'}, an evaluation every {plan.eval_every}",
     ]
     return Schedule(plan.max_epochs, plan.grace_period, plan.reduction_factor, plan.eval_every,
                     plan.num_samples, plan.trial_s, reasons)

@@ -181,6 +181,7 @@ def write_space(request: FitRequest, overrides: dict[str, Any], space: dict[str,
     """The sweep file of the fit, in the fit's folder (the experiment lives beside it)."""
     folder = request.folder.absolute()
     folder.mkdir(parents=True, exist_ok=True)
+    share = 1 if plan.num_samples > 1 else slots
     data = {
         "name": "sweep",
         "base": {"overrides": overrides},
@@ -193,9 +194,11 @@ def write_space(request: FitRequest, overrides: dict[str, Any], space: dict[str,
                  "max_epochs": plan.max_epochs},
         "eval_every": plan.eval_every,
         "num_samples": plan.num_samples,
-        "max_concurrent": slots,
+        "max_concurrent": slots if plan.num_samples > 1 else 1,
         "time_budget_s": round(sweep_s, 1),
-        "resources": {"cpu": request.cpus_per_trial, "gpu": request.gpus_per_trial},
+        # The defaults alone (a budget too short for a search) get every slot's resources.
+        "resources": {"cpu": request.cpus_per_trial * share,
+                      "gpu": request.gpus_per_trial * share},
         "storage_path": str(folder),
     }
     header = (f"# Written by `kp fit` for {request.train} with a budget of "

@@ -64,7 +64,7 @@ def test_the_sweep_file_is_a_normal_sweep_that_holds_every_decision(fitted):
     spec = load_space(path)
     summary = json.loads((fitted["folder"] / "fit.json").read_text())
     plan = summary["schedule"]
-    assert spec.num_samples == plan["num_samples"] >= 4
+    assert spec.num_samples == plan["num_samples"] >= 1
     assert (spec.asha.grace_period, spec.asha.reduction_factor, spec.asha.max_epochs) == (
         plan["grace_period"], plan["reduction_factor"], plan["max_epochs"])
     assert spec.metric == "val/mean_px_error" and spec.mode == "min"

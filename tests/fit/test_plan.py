@@ -10,7 +10,6 @@ from kp_platform.errors import InputError
 from kp_platform.fit import format_duration, parse_duration
 from kp_platform.fit.inspect import DataFacts, flip_pairs_from_names
 from kp_platform.fit.plan import (
-    MIN_TRIAL_EPOCHS,
     MIN_TRIALS,
     Timing,
     expected_epochs,
@@ -97,20 +96,21 @@ def test_a_small_budget_gets_few_trials_with_the_few_trial_rungs():
     assert plan.max_epochs == 40
 
 
-def test_a_tight_budget_shortens_the_trials_before_giving_up():
+def test_a_budget_too_short_for_a_search_runs_the_defaults_alone_at_full_length():
     plan = schedule(TIMING, seconds=100, slots=2, full_epochs=40)
-    assert MIN_TRIAL_EPOCHS <= plan.max_epochs < 40 and plan.num_samples >= MIN_TRIALS
-    # A trial that goes the whole way still ends within the sweep's time.
-    per_epoch = TIMING.epoch_s + TIMING.eval_s / plan.eval_every
-    assert TIMING.startup_s + plan.max_epochs * per_epoch <= 100
-    assert any("shortened" in line for line in plan.reasons)
+    assert plan.num_samples == 1 and plan.max_epochs == 40
+    assert any("the defaults alone" in line and "stopped at the time limit" in line
+               for line in plan.reasons)
+    # Trials are never shortened below the single run's length.
+    for seconds in (60, 100, 130, 150, 400, 3600):
+        assert schedule(TIMING, seconds=seconds, slots=2, full_epochs=40).max_epochs == 40
 
 
 def test_a_budget_too_small_says_the_minimum():
     with pytest.raises(InputError) as caught:
-        schedule(TIMING, seconds=20, slots=2, full_epochs=40)
+        schedule(TIMING, seconds=15, slots=2, full_epochs=40)
     message = str(caught.value)
     assert message.startswith("--budget: ") and "at least" in message and "longer" in message
-    # The minimum it names is enough: that much more time plans the sweep.
+    # The minimum it names is enough: that much more time plans a run.
     extra = parse_duration(message.split("at least ")[1].split(" longer")[0])
-    assert schedule(TIMING, seconds=20 + extra, slots=2, full_epochs=40).num_samples >= 4
+    assert schedule(TIMING, seconds=15 + extra, slots=2, full_epochs=40).num_samples >= 1
