@@ -179,7 +179,9 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
         f"{format_duration(seconds)} (one alone: {format_duration(longest)} on one slot), and "
         "shorter trials lose to one full-length run on small sets: the defaults alone, one "
         "trial with every slot's resources"
-        + (", stopped at the time limit" if longest > seconds else "")
+        + (", stopped at the time limit if it has not ended (its best evaluation so far is "
+           "kept; the last epochs of its cosine schedule change little)"
+           if longest > seconds else "")
         + f"; a budget about {format_duration(need - seconds)} longer buys a search"])
     return alone
 
