@@ -148,7 +148,13 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
         grace = min(grace, full_epochs)
         per_epoch = timing.epoch_s + timing.eval_s / every
         cost = timing.startup_s + per_epoch * expected_epochs(full_epochs, grace, factor)
-        count = int(slots * seconds // cost)
+        # The first trial on each slot meets no rival at its rungs (asynchronous ASHA compares
+        # with the trials already there), so that first round runs whole (seen on mirror-mouse:
+        # the first two trials of 19 planned went on to epoch 96 and 125); the average cost
+        # applies to the trials after it.
+        whole = timing.startup_s + per_epoch * full_epochs
+        count = slots + int(max(0.0, slots * (seconds - whole)) // cost) if whole <= seconds \
+            else int(slots * seconds // whole)
         why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch "
                f"(training {timing.epoch_s:.1f} s, an evaluation {timing.eval_s:.1f} s every "
                f"{every}); {slots} at a time"]
@@ -172,7 +178,8 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
             f"run of {MIN_TRIAL_EPOCHS} epochs ({format_duration(shortest)}, measured); give a "
             f"budget at least {format_duration(math.ceil(shortest - seconds))} longer",
             "--budget")
-    need = max(longest, math.ceil(MIN_TRIALS / slots) * few.trial_s)
+    # The sweep time at which `MIN_TRIALS` fit: a whole first round, then the rest on average.
+    need = longest + max(0, MIN_TRIALS - slots) * few.trial_s / slots
     alone = Schedule(full_epochs, few.grace_period, 2, few.eval_every, 1, longest, [
         *few.reasons,
         f"fewer than {MIN_TRIALS} trials of the single run's {full_epochs} epochs fit in "

@@ -4,6 +4,7 @@ rendered and reported; all inside the budget."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,8 @@ def run_fit(request: FitRequest) -> int:
          "none (no channel names differ only by left/right: no horizontal flips)")
     _say("metric", why_metric)
     _say("search space", why_space)
-    _say("single run", f"{full_epochs} epochs ({why_epochs})")
+    _say("single run", f"trainer.max_epochs = {why_epochs}: a kp train run's length, and "
+         "every trial's")
 
     from kp_platform.tune.driver.runner import init_ray
     from kp_platform.tune.spec.settings import RaySettings
@@ -100,11 +102,12 @@ def run_fit(request: FitRequest) -> int:
 
     from kp_platform.tune import load_space
     from kp_platform.tune.driver.runner import run_sweep
+    from kp_platform.tune.experiment import BEST_DIR
     from kp_platform.tune.results.summary import finish_sweep
 
     spec = load_space(space_file)
     status = finish_sweep(spec, run_sweep(spec))
-    best = spec.experiment_dir / "best" / "best.ckpt"
+    best = spec.experiment_dir / BEST_DIR / "best.ckpt"
     summary: dict[str, Any] = {
         "train": str(facts.path), "test": str(request.test) if request.test else None,
         "budget_s": request.budget_s, "metric": metric, "mode": mode,
@@ -157,7 +160,8 @@ def _single_run_epochs(base: Config, facts: DataFacts) -> tuple[int, str]:
                                    base.data.split_seed)
     config, chosen = resolve_from_data(base, facts.channels, facts.single_instance,
                                        len(train_ids))
-    return int(config.trainer.max_epochs), chosen.get("trainer.max_epochs", "the config's")
+    epochs = int(config.trainer.max_epochs)
+    return epochs, chosen.get("trainer.max_epochs", str(epochs))
 
 
 def _parallel_trials(request: FitRequest) -> int:
@@ -183,7 +187,7 @@ def write_space(request: FitRequest, overrides: dict[str, Any], space: dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     share = 1 if plan.num_samples > 1 else slots
     data = {
-        "name": "sweep",
+        "name": sweep_name(folder),
         "base": {"overrides": overrides},
         "space": space,
         "metric": metric,
@@ -207,6 +211,12 @@ def write_space(request: FitRequest, overrides: dict[str, Any], space: dict[str,
     path = folder / SPACE_FILE
     path.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def sweep_name(folder: Path) -> str:
+    """The sweep's name (its experiment folder inside the fit's, its wandb group and the
+    `<name>-best` artifact): the fit folder's name in the characters a sweep name allows."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", folder.name).lstrip("-._") or "fit"
 
 
 def _evaluate(checkpoint: Path, test: Path, folder: Path) -> Path:

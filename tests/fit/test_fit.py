@@ -44,7 +44,7 @@ def test_fit_ends_within_its_budget_with_a_registered_best(fitted):
     assert fitted["wall"] <= 1.1 * BUDGET_S
     summary = json.loads((fitted["folder"] / "fit.json").read_text())
     assert summary["metric"] == "val/mean_px_error" and summary["mode"] == "min"
-    assert (fitted["folder"] / "sweep" / "best" / "best.ckpt").is_file()
+    assert (fitted["folder"] / "out" / "best" / "best.ckpt").is_file()  # named after the folder
     metrics = json.loads((fitted["folder"] / "test_metrics.json").read_text())
     assert metrics["num_images"] == 6 and metrics["top1"]["overall"]["num"] > 0
     assert (fitted["folder"] / "predictions.png").stat().st_size > 1000
@@ -70,8 +70,17 @@ def test_the_sweep_file_is_a_normal_sweep_that_holds_every_decision(fitted):
     assert spec.metric == "val/mean_px_error" and spec.mode == "min"
     assert spec.base.data.input_size == [32, 32]
     assert 0 < spec.time_budget_s < BUDGET_S
-    assert spec.experiment_dir == fitted["folder"].absolute() / "sweep"
-    assert yaml.safe_load(path.read_text())["name"] == "sweep"
+    assert spec.experiment_dir == fitted["folder"].absolute() / "out"
+    assert yaml.safe_load(path.read_text())["name"] == "out"
+
+
+def test_the_sweep_is_named_after_the_folder():
+    from pathlib import Path
+
+    from kp_platform.fit.run import sweep_name
+
+    assert sweep_name(Path("fits/mirror mouse (v2)")) == "mirror-mouse--v2-"
+    assert sweep_name(Path("fits/._x")) == "x" and sweep_name(Path("fits/...")) == "fit"
 
 
 def test_a_second_fit_into_the_same_folder_is_refused(fitted, quads, run_kp):

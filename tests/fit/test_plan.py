@@ -86,12 +86,15 @@ def test_a_large_budget_gets_many_trials_and_the_many_trial_rungs():
     plan = schedule(TIMING, seconds=3600, slots=2, full_epochs=40)
     assert plan.reduction_factor == 4 and plan.num_samples >= 16
     assert plan.max_epochs == 40 and plan.grace_period % plan.eval_every == 0
-    # The trials it counts fill the time on the parallel slots, and one more would not.
-    assert plan.num_samples * plan.trial_s <= 2 * 3600 < (plan.num_samples + 1) * plan.trial_s
+    # A first round of whole trials (one per slot: no rival at their rungs), then trials of
+    # the average cost fill the time on the slots, and one more would not.
+    whole = TIMING.startup_s + 40 * (TIMING.epoch_s + TIMING.eval_s / plan.eval_every)
+    rest = 2 * (3600 - whole)
+    assert (plan.num_samples - 2) * plan.trial_s <= rest < (plan.num_samples - 1) * plan.trial_s
 
 
 def test_a_small_budget_gets_few_trials_with_the_few_trial_rungs():
-    plan = schedule(TIMING, seconds=150, slots=2, full_epochs=40)
+    plan = schedule(TIMING, seconds=240, slots=2, full_epochs=40)
     assert plan.reduction_factor == 2 and MIN_TRIALS <= plan.num_samples < 16
     assert plan.max_epochs == 40
 
@@ -104,6 +107,14 @@ def test_a_budget_too_short_for_a_search_runs_the_defaults_alone_at_full_length(
     # Trials are never shortened below the single run's length.
     for seconds in (60, 100, 130, 150, 400, 3600):
         assert schedule(TIMING, seconds=seconds, slots=2, full_epochs=40).max_epochs == 40
+
+
+def test_the_defaults_alone_say_how_much_longer_a_search_needs():
+    plan = schedule(TIMING, seconds=130, slots=2, full_epochs=40)
+    assert plan.num_samples == 1
+    extra = parse_duration(plan.reasons[-1].split("a budget about ")[1].split(" longer")[0])
+    assert extra > 0
+    assert schedule(TIMING, seconds=130 + extra + 1, slots=2, full_epochs=40).num_samples >= 4
 
 
 def test_a_budget_too_small_says_the_minimum():
