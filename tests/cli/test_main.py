@@ -25,7 +25,7 @@ COMMANDS = list(_commands(build_parser()))
 def test_the_command_tree_is_complete():
     names = {" ".join(argv) for argv, _ in COMMANDS}
     assert {"train", "eval", "predict", "export", "pipeline", "data import", "sweep run",
-            "sweep report", "sweep sync", "sweep dashboard"} <= names
+            "sweep report", "sweep sync", "sweep dashboard", "fit"} <= names
 
 
 @pytest.mark.parametrize("argv", [argv for argv, _ in COMMANDS],
