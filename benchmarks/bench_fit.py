@@ -25,13 +25,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_real's single run
+from kp_platform.config import apply_overrides, load_config
+from kp_platform.console import quiet_library_info
+from kp_platform.fit import format_duration, parse_duration
+from kp_platform.inference import evaluate_checkpoint
+from kp_platform.training import train
 
-from bench_real import run_seed  # noqa: E402
+THRESHOLDS = [5.0, 10.0]
 
-from kp_platform.console import quiet_library_info  # noqa: E402
-from kp_platform.fit import format_duration, parse_duration  # noqa: E402
-from kp_platform.inference import evaluate_checkpoint  # noqa: E402
+
+def single_run(data: Path, root: Path) -> dict[str, Any]:
+    """`kp train` with only the data path set (seed 0), timed; best.ckpt scored on test.json."""
+    config = apply_overrides(load_config(), [
+        f"data.train={data / 'train.json'}", f"trainer.run_root={root}", "trainer.name=single",
+        "logging.wandb.mode=disabled", "trainer.progress_bar=false"])
+    started = time.perf_counter()
+    result = train(config)
+    seconds = time.perf_counter() - started
+    metrics = evaluate_checkpoint(result.best_checkpoint or result.last_checkpoint,
+                                  data / "test.json", overrides={"thresholds": THRESHOLDS})
+    return {"train_s": seconds, **scores(metrics)}
 
 
 def scores(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +72,7 @@ def run_fit(data: Path, budget_s: float, folder: Path) -> dict[str, Any]:
         raise SystemExit(f"error: kp fit failed (exit {code.returncode}); see {log}")
     summary = json.loads((folder / "fit.json").read_text())
     metrics = evaluate_checkpoint(summary["best_checkpoint"], data / "test.json",
-                                  overrides={"thresholds": [5.0, 10.0]})
+                                  overrides={"thresholds": THRESHOLDS})
     return {"wall_s": seconds, "summary": summary, **scores(metrics)}
 
 
@@ -74,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_library_info()
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-fit-"))
-    single = run_seed(args.data, 0, [], root / "single")
-    single_scores = scores(single)  # scored at 5 and 10 px, as below
+    single = single_run(args.data, root)
+    single_scores = single
     budget = parse_duration(args.budget) if args.budget else single["train_s"]
     print(f"single run: {format_duration(single['train_s'])}; kp fit --budget "
           f"{format_duration(budget)} ...", flush=True)
