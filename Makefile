@@ -32,9 +32,9 @@ install-test: $(VENV)/.installed-test
 DEMO_PIPELINE := pipelines/demo
 DEMO_FINETUNED := $(DEMO_PIPELINE)/finetune/demo-finetune/checkpoints/best.ckpt
 
-# The main job on the bundled default: generate and check the demo data, then the demo pipeline:
-# the sweep (Optuna TPE, ASHA, a wandb run per trial, the best checkpoint registered as
-# demo-sweep-best), a fine-tune of its best on 40 real-domain images, and both scored side by
+# The main job on the bundled default: generate the demo data, then the demo pipeline (it checks
+# every data file first): the sweep (Optuna TPE, ASHA, a wandb run per trial, the best
+# checkpoint registered as demo-sweep-best), a fine-tune of its best on 40 real-domain images, and both scored side by
 # side on 100 held-out real-domain images; then a picture of the fine-tuned detector's
 # predictions on those images (predictions.png) and the sweep's report.
 demo: install

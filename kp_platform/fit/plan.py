@@ -6,14 +6,17 @@ file it writes holds their outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from kp_platform.config.auto import unet_depth_for
+from kp_platform.config import Config
+from kp_platform.config.auto import resolve_from_data, unet_depth_for
 from kp_platform.errors import InputError
 from kp_platform.fit.budget import format_duration
 from kp_platform.fit.inspect import DataFacts
+from kp_platform.tune.driver.rungs import rung_milestones
 
 MAX_INPUT_SIDE = 256
 """The network input's longer side at most: the default input (256²) on which the defaults were
@@ -72,8 +75,10 @@ def input_size_for(facts: DataFacts) -> tuple[list[int], str]:
 
 def metric_for(facts: DataFacts) -> tuple[str, str, str]:
     """The sweep's metric and mode: the top-1 pixel error where every channel holds at most one
-    keypoint per image (what DeepLabCut and Lightning Pose users compare), else `val/map`."""
-    if facts.channels and len(facts.single_instance) == len(facts.channels):
+    keypoint per image (what DeepLabCut and Lightning Pose users compare), else `val/map`: what
+    a run's `eval.best_by: auto` keeps its best checkpoint by (`resolve_from_data`)."""
+    resolved, _ = resolve_from_data(Config(), facts.channels, facts.single_instance, facts.images)
+    if resolved.eval.best_by == "mean_px_error":
         return "val/mean_px_error", "min", (
             "val/mean_px_error, lower is better (every channel holds at most one keypoint per "
             "image: the top-1 pixel error)")
@@ -111,19 +116,17 @@ def search_space(input_size: list[int]) -> tuple[dict[str, Any], str]:
                    "first trial is the defaults")
 
 
+def stopping_rungs(max_epochs: int, grace: int, factor: int) -> list[int]:
+    """The epochs where ASHA can stop a trial, lowest first: its rungs (`rung_milestones`, Ray's
+    layout) before `max_epochs`."""
+    return sorted(int(m) for m in rung_milestones(grace, factor, max_epochs) if m < max_epochs)
+
+
 def expected_epochs(max_epochs: int, grace: int, factor: int) -> float:
     """Epochs an average trial trains under ASHA: every trial reaches the first rung, one in
     `factor` goes on to the next, and so on up to `max_epochs`."""
-    rungs = []
-    rung = grace
-    while rung < max_epochs:
-        rungs.append(rung)
-        rung *= factor
-    ends = [*rungs, max_epochs]
-    total = float(ends[0])
-    for k in range(1, len(ends)):
-        total += (ends[k] - ends[k - 1]) / factor**k
-    return total
+    ends = [*stopping_rungs(max_epochs, grace, factor), max_epochs]
+    return ends[0] + sum((ends[k] - ends[k - 1]) / factor**k for k in range(1, len(ends)))
 
 
 def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Schedule:
@@ -142,22 +145,23 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
     Raises:
         InputError: not even one trial of `MIN_TRIAL_EPOCHS` fits; says the minimum.
     """
+    every = max(1, round(full_epochs / EVALUATIONS))
+    per_epoch = timing.epoch_s + timing.eval_s / every
+    whole = timing.startup_s + per_epoch * full_epochs  # a trial that goes the whole way
+    why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch (training "
+           f"{timing.epoch_s:.1f} s, an evaluation {timing.eval_s:.1f} s every {every}); "
+           f"{slots} at a time"]
+
     def plan(factor: int) -> Schedule:
-        every = max(1, round(full_epochs / EVALUATIONS))
         grace = max(every, every * round(full_epochs / (16 if factor == 4 else 4) / every))
         grace = min(grace, full_epochs)
-        per_epoch = timing.epoch_s + timing.eval_s / every
         cost = timing.startup_s + per_epoch * expected_epochs(full_epochs, grace, factor)
         # The first trial on each slot meets no rival at its rungs (asynchronous ASHA compares
         # with the trials already there), so that first round runs whole (seen on mirror-mouse:
         # the first two trials of 19 planned went on to epoch 96 and 125); the average cost
         # applies to the trials after it.
-        whole = timing.startup_s + per_epoch * full_epochs
-        count = slots + int(max(0.0, slots * (seconds - whole)) // cost) if whole <= seconds \
-            else int(slots * seconds // whole)
-        why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch "
-               f"(training {timing.epoch_s:.1f} s, an evaluation {timing.eval_s:.1f} s every "
-               f"{every}); {slots} at a time"]
+        count = (slots + int(max(0.0, slots * (seconds - whole)) // cost) if whole <= seconds
+                 else int(slots * seconds // whole))
         return Schedule(full_epochs, grace, factor, every, count, cost, why)
 
     many = plan(4)
@@ -166,9 +170,7 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
         return _explain(many, seconds, f"{many.num_samples} trials fit: the many-trial rungs "
                         f"(grace 1/16 of {full_epochs} epochs, factor 4)")
     few = plan(2)
-    per_epoch = timing.epoch_s + timing.eval_s / few.eval_every
-    longest = timing.startup_s + full_epochs * per_epoch
-    if few.num_samples >= MIN_TRIALS and longest <= seconds:
+    if few.num_samples >= MIN_TRIALS and whole <= seconds:
         return _explain(few, seconds, f"{few.num_samples} trials fit: the few-trial rungs "
                         "(grace 1/4, factor 2)")
     shortest = timing.startup_s + MIN_TRIAL_EPOCHS * per_epoch
@@ -179,31 +181,24 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
             f"budget at least {format_duration(math.ceil(shortest - seconds))} longer",
             "--budget")
     # The sweep time at which `MIN_TRIALS` fit: a whole first round, then the rest on average.
-    need = longest + max(0, MIN_TRIALS - slots) * few.trial_s / slots
-    alone = Schedule(full_epochs, few.grace_period, 2, few.eval_every, 1, longest, [
-        *few.reasons,
+    need = whole + max(0, MIN_TRIALS - slots) * few.trial_s / slots
+    return dataclasses.replace(few, num_samples=1, trial_s=whole, reasons=[
+        *why,
         f"fewer than {MIN_TRIALS} trials of the single run's {full_epochs} epochs fit in "
-        f"{format_duration(seconds)} (one alone: {format_duration(longest)} on one slot), and "
+        f"{format_duration(seconds)} (one alone: {format_duration(whole)} on one slot), and "
         "shorter trials lose to one full-length run on small sets: the defaults alone, one "
         "trial with every slot's resources"
         + (", stopped at the time limit if it has not ended (its best evaluation so far is "
            "kept; the last epochs of its cosine schedule change little)"
-           if longest > seconds else "")
+           if whole > seconds else "")
         + f"; a budget about {format_duration(need - seconds)} longer buys a search"])
-    return alone
 
 
 def _explain(plan: Schedule, seconds: float, why: str) -> Schedule:
-    rungs = []
-    rung = plan.grace_period
-    while rung < plan.max_epochs:
-        rungs.append(str(rung))
-        rung *= plan.reduction_factor
-    reasons = [
+    rungs = stopping_rungs(plan.max_epochs, plan.grace_period, plan.reduction_factor)
+    return dataclasses.replace(plan, reasons=[
         *plan.reasons,
         f"{why}; {format_duration(seconds)} for the sweep",
         f"trials of at most {plan.max_epochs} epochs (a single run's length), rungs at epochs "
-        f"{', '.join(rungs) or 'none'}, an evaluation every {plan.eval_every}",
-    ]
-    return Schedule(plan.max_epochs, plan.grace_period, plan.reduction_factor, plan.eval_every,
-                    plan.num_samples, plan.trial_s, reasons)
+        f"{', '.join(map(str, rungs)) or 'none'}, an evaluation every {plan.eval_every}",
+    ])
