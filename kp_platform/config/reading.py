@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from kp_platform.config.overrides import coerce, unknown
+from kp_platform.config.overrides import coerce, is_union, unknown
 from kp_platform.errors import InputError
 
 T = TypeVar("T")
@@ -42,21 +42,33 @@ def read_dataclass(base: T, data: Any, source: str, prefix: str = "",
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     check_keys(data, names, prefix, source, where, candidates)  # also: data is a mapping
+    lead = f"{where}: " if where else ""
     values = {}
     for key, value in data.items():
-        field_type = hints[key]
-        if dataclasses.is_dataclass(field_type):
-            values[key] = read_dataclass(getattr(base, key), value or {}, source,
-                                         f"{prefix}{key}.", candidates, where)
+        section = _section_type(hints[key])
+        if section is not None and (value is not None or section is hints[key]):
+            current = getattr(base, key)  # None for an optional section not yet set
+            values[key] = read_dataclass(section() if current is None else current,
+                                         value or {}, source, f"{prefix}{key}.", candidates,
+                                         where)
         else:
-            values[key] = coerce(value, field_type, f"{prefix}{key}", source)
+            values[key] = coerce(value, hints[key], f"{lead}{prefix}{key}", source)
     merged = dataclasses.replace(base, **values)  # type: ignore[type-var]
-    lead = f"{where}: " if where else ""
     for key, (ok, message) in getattr(merged, "checks", dict)().items():
         if not ok:
             raise InputError(f"{lead}{prefix}{key} {message} (got {getattr(merged, key)!r})",
                              source)
     return merged
+
+
+def _section_type(hint: Any) -> Any:
+    """The dataclass a field holds (`Section` or `Section | None`), else None."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+    if is_union(hint) and len(arms) == 1 and dataclasses.is_dataclass(arms[0]):
+        return arms[0]
+    return None
 
 
 def check_keys(data: Any, allowed: Sequence[str], prefix: str, source: str, where: str = "",

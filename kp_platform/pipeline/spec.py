@@ -14,8 +14,9 @@ pipeline file, the stage and the key.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,7 @@ from kp_platform.data.synth import DOMAINS
 from kp_platform.errors import InputError
 from kp_platform.pipeline.overrides import apply_cli_overrides, unknown
 
-TOP_LEVEL = ("name", "root", "datasets", "overrides", "stages")
 KINDS = ("sweep", "train", "evaluate")
-STAGE_KEYS = ("name", *KINDS, "overrides", "space", "init_from", "inherit_from", "inherit")
-DATASET_KEYS = ("domain", "num_images", "image_size", "seed")
-EVALUATE_KEYS = ("data", "models", "baseline", "eval")
 # What a checkpoint's weights and outputs are tied to: a stage that starts from (or is compared
 # with) another stage's model takes these from that model's config.
 ARCHITECTURE = ("model.backbone", "model.width", "model.depth", "model.head_width",
@@ -63,18 +60,80 @@ class DatasetSpec:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluateSpec:
-    """Evaluation of several stages' best checkpoints on one COCO file."""
+    """Evaluation of several stages' best checkpoints on one COCO file (a stage's `evaluate:`)."""
 
-    data: str
+    data: str = ""
     """A COCO JSON path or `dataset:<key>`."""
-    models: dict[str, str]
-    """Row label → stage name."""
+    models: dict[str, str] = field(default_factory=dict)
+    """Row label → stage name (written `stage:<name>`)."""
     baseline: str | None = None
     """A row label; the others' gains over it are reported."""
     eval: dict[str, Any] = field(default_factory=dict)
     """`eval` config settings applied to every model, so all are scored alike."""
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "data": (bool(self.data), "must be a COCO JSON path or dataset:<key>"),
+            "models": (bool(self.models) and all(map(_is_stage_ref, self.models.values())),
+                       "must map row labels to stage:<name>"),
+            "baseline": (self.baseline is None or self.baseline in self.models,
+                         f"must be one of the models ({', '.join(self.models)})"),
+        }
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """A `stages:` entry as written, the reader's schema (`StageSpec` is what it becomes).
+    Which of `sweep`, `train` and `evaluate` is present makes the stage's kind."""
+
+    name: str = ""
+    sweep: str | None = None
+    """The search-space file."""
+    train: str | None = None
+    """The config file (empty: the config defaults)."""
+    evaluate: EvaluateSpec | None = None
+    overrides: dict[str, Any] | None = None
+    space: dict[str, Any] | None = None
+    init_from: str | None = None
+    inherit_from: str | None = None
+    inherit: list[str] | None = None
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "sweep": (self.sweep is None or bool(self.sweep), "must be a file path"),
+            "train": (self.train is None or bool(self.train), "must be a file path"),
+            "init_from": (self.init_from is None or _is_stage_ref(self.init_from),
+                          "must be 'stage:<name>'"),
+            "inherit_from": (self.inherit_from is None or _is_stage_ref(self.inherit_from),
+                             "must be 'stage:<name>'"),
+        }
+
+
+@dataclass(frozen=True)
+class PipelineFile:
+    """A pipeline file's top level as written, the reader's schema (`PipelineSpec` is what it
+    becomes; `datasets` and `stages` entries are read by their own schemas)."""
+
+    name: str = ""
+    """Default: the file's name without its suffix."""
+    root: str = "pipelines"
+    datasets: dict[str, Any] | None = None
+    overrides: dict[str, Any] | None = None
+    stages: list[Any] | None = None
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        return {
+            "name": (not self.name or bool(_NAME.match(self.name)),
+                     "must be letters, digits, '-', '_' or '.'"),
+            "root": (bool(self.root) and "://" not in self.root,
+                     "must be a local (or mounted shared) folder"),
+        }
+
+
+TOP_LEVEL = tuple(f.name for f in dataclasses.fields(PipelineFile))
+DATASET_KEYS = tuple(f.name for f in dataclasses.fields(DatasetSpec) if f.name != "key")
 
 
 @dataclass
@@ -95,6 +154,7 @@ class StageSpec:
     inherit_from: str | None = None
     inherit: tuple[str, ...] = ARCHITECTURE
     evaluate: EvaluateSpec | None = None
+    """With `models` naming stages (the `stage:` prefix removed)."""
 
     @property
     def architecture_source(self) -> str | None:
@@ -168,7 +228,7 @@ def load_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSp
     path = Path(path)
     source = str(path)
     data = read_yaml(path)
-    check_keys(data, TOP_LEVEL, "", source)
+    check_keys(data, TOP_LEVEL, "", source)  # before the stage names are read
     config_sections = {k.split(".")[0] for k in all_keys()}
     stage_names = _stage_names(data.get("stages"), source)
     for name in stage_names:
@@ -177,20 +237,15 @@ def load_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSp
                              "section", source)
     late, per_stage = apply_cli_overrides(data, overrides, stage_names, source)
 
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InputError(f"name must be letters, digits, '-', '_' or '.' (got {name!r})", source)
-    root = data.get("root", "pipelines")
-    if not isinstance(root, str) or not root or "://" in root:
-        raise InputError(f"root must be a local (or mounted shared) folder (got {root!r})",
-                         source)
-    datasets = _datasets(data.get("datasets"), source)
-    shared = _mapping(data.get("overrides"), "overrides", source)
+    top = read_dataclass(PipelineFile(), data, source)
+    datasets = _datasets(top.datasets, source)
+    shared = dict(top.overrides or {})
     for key in shared:
         _check_config_key(key, "overrides", source)
     for key in late:
         _check_config_key(key, "command line", source)
-    spec = PipelineSpec(path=path, name=name, root=Path(root), datasets=datasets,
+    spec = PipelineSpec(path=path, name=top.name or path.stem, root=Path(top.root),
+                        datasets=datasets,
                         overrides=shared, cli_overrides=late, stages=[])
     for index, entry in enumerate(data["stages"]):
         stage = _stage(entry, per_stage.get(entry["name"], {}), source)
@@ -219,7 +274,7 @@ def _stage_names(stages: Any, source: str) -> list[str]:
 
 def _datasets(data: Any, source: str) -> dict[str, DatasetSpec]:
     datasets: dict[str, DatasetSpec] = {}
-    for key, entry in _mapping(data, "datasets", source).items():
+    for key, entry in (data or {}).items():
         where = f"datasets.{key}"
         if not _NAME.match(str(key)):
             raise InputError(f"{where}: names are letters, digits, '-', '_' or '.'", source)
@@ -232,48 +287,48 @@ def _datasets(data: Any, source: str) -> dict[str, DatasetSpec]:
 def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec:
     name = entry["name"]
     where = f"stage {name!r}"
-    check_keys(entry, STAGE_KEYS, "", source, where)
-    kinds = [k for k in KINDS if k in entry]
+    kinds = [k for k in KINDS if k in entry]  # the tag: a key present, even if empty
     if len(kinds) != 1:
         raise InputError(f"{where}: give exactly one of {', '.join(KINDS)} "
                          f"(got {', '.join(kinds) or 'none'})", source)
     kind = kinds[0]
+    written = read_dataclass(StageEntry(), entry, source, where=where)
     stage = StageSpec(name=name, kind=kind)
     if kind == "evaluate":
         for key in ("overrides", "space", "init_from", "inherit_from", "inherit"):
             if key in entry or (key == "overrides" and cli):
                 raise InputError(f"{where}: an evaluate stage takes no {key!r}", source)
-        stage.evaluate = _evaluate(entry["evaluate"], where, source)
+        evaluate = written.evaluate or read_dataclass(EvaluateSpec(), {}, source, "evaluate.",
+                                                      where=where)
+        for key in evaluate.eval:
+            _check_config_key(f"eval.{key}", f"{where}: evaluate.eval", source)
+        stage.evaluate = dataclasses.replace(
+            evaluate, models={label: _stage_name(ref) for label, ref in evaluate.models.items()},
+            eval=copy.deepcopy(evaluate.eval))
         return stage
 
-    file = entry[kind]
-    if file is not None and (not isinstance(file, str) or not file):
-        raise InputError(f"{where}: {kind} must be a file path", source)
+    file = written.sweep if kind == "sweep" else written.train
     if kind == "sweep" and file is None:
         raise InputError(f"{where}: sweep must name a search-space file", source)
     if file is not None and not Path(file).is_file():
         raise InputError(f"{where}: {kind}: file not found: {file}", source)
     stage.file = file
     # Copies: YAML anchors let stages share one mapping (the same budget for two stages).
-    stage.overrides = copy.deepcopy(_mapping(entry.get("overrides"), f"{where}: overrides",
-                                             source))
+    stage.overrides = copy.deepcopy(written.overrides or {})
     stage.cli_overrides = copy.deepcopy(dict(cli))
     own = {**stage.overrides, **stage.cli_overrides}
     for key in own:
         _check_override_key(key, kind, where, source)
-    if "space" in entry:
+    if written.space is not None:
         if kind != "sweep":
             raise InputError(f"{where}: 'space' belongs to sweep stages", source)
-        stage.space = _mapping(entry["space"], f"{where}: space", source)
-    stage.init_from = _stage_ref(entry.get("init_from"), f"{where}: init_from", source)
-    stage.inherit_from = _stage_ref(entry.get("inherit_from"), f"{where}: inherit_from", source)
-    if "inherit" in entry:
-        inherit = entry["inherit"]
-        if not isinstance(inherit, list) or not all(isinstance(k, str) for k in inherit):
-            raise InputError(f"{where}: inherit must be a list of dotted config keys", source)
-        for key in inherit:
+        stage.space = copy.deepcopy(written.space)
+    stage.init_from = _stage_name(written.init_from)
+    stage.inherit_from = _stage_name(written.inherit_from)
+    if written.inherit is not None:
+        for key in written.inherit:
             _check_config_key(key, f"{where}: inherit", source)
-        stage.inherit = tuple(inherit)
+        stage.inherit = tuple(written.inherit)
     for key in stage.inherit if stage.architecture_source else ():
         if key in own:
             raise InputError(f"{where}: {key} is inherited from stage "
@@ -281,33 +336,13 @@ def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec
     return stage
 
 
-def _evaluate(data: Any, where: str, source: str) -> EvaluateSpec:
-    check_keys(data, EVALUATE_KEYS, "evaluate.", source, where)
-    test = data.get("data")
-    if not isinstance(test, str) or not test:
-        raise InputError(f"{where}: evaluate.data must be a COCO JSON path or dataset:<key>",
-                         source)
-    models = _mapping(data.get("models"), f"{where}: evaluate.models", source)
-    if not models:
-        raise InputError(f"{where}: evaluate.models must map row labels to stage:<name>", source)
-    refs = {str(label): _stage_ref(ref, f"{where}: evaluate.models.{label}", source)
-            for label, ref in models.items()}
-    baseline = data.get("baseline")
-    if baseline is not None and baseline not in refs:
-        raise InputError(f"{where}: evaluate.baseline {baseline!r} is not one of the models "
-                         f"({', '.join(refs)})", source)
-    settings = _mapping(data.get("eval"), f"{where}: evaluate.eval", source)
-    for key in settings:
-        _check_config_key(f"eval.{key}", f"{where}: evaluate.eval", source)
-    return EvaluateSpec(data=test, models=refs, baseline=baseline, eval=copy.deepcopy(settings))
+def _is_stage_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(STAGE_REF) and len(value) > len(STAGE_REF)
 
 
-def _stage_ref(value: Any, where: str, source: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.startswith(STAGE_REF):
-        raise InputError(f"{where} must be 'stage:<name>' (got {value!r})", source)
-    return value[len(STAGE_REF):]
+def _stage_name(ref: str | None) -> str | None:
+    """`stage:<name>` → `<name>` (the schema's checks have seen the prefix)."""
+    return None if ref is None else ref[len(STAGE_REF):]
 
 
 def _check_stage_references(stage: StageSpec, spec: PipelineSpec, later: list[str],
@@ -354,11 +389,3 @@ def _check_override_key(key: str, kind: str, where: str, source: str) -> None:
 def _check_config_key(key: str, where: str, source: str) -> None:
     if key not in all_keys():
         raise InputError(f"{where}: {unknown(key, all_keys(), 'config key')}", source)
-
-
-def _mapping(value: Any, where: str, source: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InputError(f"{where} must be a mapping", source)
-    return dict(value)

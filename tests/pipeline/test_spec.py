@@ -161,7 +161,39 @@ def test_inherited_key_cannot_be_sampled_by_the_sweep(run_kp, tmp_path):
 def test_baseline_must_be_a_model(run_kp, tmp_path):
     data = tiny_data()
     _stage(data, "evaluate")["evaluate"]["baseline"] = "scratch"
-    _fails(run_kp, tmp_path, data, "baseline 'scratch' is not one of the models")
+    _fails(run_kp, tmp_path, data, "stage 'evaluate': evaluate.baseline must be one of the "
+           "models", "(got 'scratch')")
+
+
+@pytest.mark.parametrize("stage, change, expected", [
+    # Every entry goes through the one schema reader: types, references and unknown keys.
+    ("finetune", {"init_from": "pretrain"}, ("stage 'finetune': init_from must be "
+                                             "'stage:<name>'", "(got 'pretrain')")),
+    ("finetune", {"inherit": "model.width"}, ("stage 'finetune': inherit: expected",)),
+    ("scratch", {"overrides": ["optim.lr", 1]}, ("stage 'scratch': overrides: expected",)),
+    ("evaluate", {"evaluate": {"data": "dataset:real_test", "models": {"a": "scratch"}}},
+     ("stage 'evaluate': evaluate.models must map row labels to stage:<name>",)),
+    ("evaluate", {"evaluate": {"models": {"a": "stage:scratch"}}},
+     ("stage 'evaluate': evaluate.data must be a COCO JSON path",)),
+    ("evaluate", {"evaluate": {"data": "x.json", "models": {"a": "stage:scratch"},
+                               "basline": "a"}},
+     ("stage 'evaluate': unknown key 'evaluate.basline'", "did you mean 'evaluate.baseline'")),
+])
+def test_bad_stage_entry(run_kp, tmp_path, stage, change, expected):
+    data = tiny_data()
+    _stage(data, stage).update(change)
+    _fails(run_kp, tmp_path, data, *expected)
+
+
+@pytest.mark.parametrize("change, args, expected", [
+    ({}, ("root=s3://bucket/pipelines",), ("root must be a local (or mounted shared) folder",)),
+    ({"name": "my pipeline"}, (), ("name must be letters, digits", "(got 'my pipeline')")),
+    ({"overrides": "optim.lr=1"}, (), ("overrides: expected",)),
+])
+def test_bad_top_level_setting(run_kp, tmp_path, change, args, expected):
+    data = tiny_data()
+    data.update(change)
+    _fails(run_kp, tmp_path, data, *expected, args=args)
 
 
 def test_missing_data_file(run_kp, tmp_path):
