@@ -3,7 +3,7 @@
 `val/predictions`: per image, three panels side by side: the input, the predicted heatmap (max
 over channels) over the input, and the detections (crosses) against the ground truth (circles),
 one colour per channel. `val/pr_curves`: per channel, the precision/recall curve behind the AP at
-each distance threshold.
+each distance threshold (matplotlib).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 # BGR-free: colours are RGB tuples, one per channel, cycling.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -60,44 +62,35 @@ def render_predictions(
     return np.concatenate(rows, axis=0)
 
 
-def render_pr_curves(
+def pr_curves_figure(
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], panel: int = 220
-) -> np.ndarray:
-    """One square plot per channel: precision (y) against recall (x), a line per threshold.
+) -> Figure:
+    """One square plot per channel: precision (y) against recall (x), a step line per threshold,
+    drawn as the AP sums it (precision p[i + 1] over each recall step (r[i], r[i + 1]]).
 
     Args:
         curves: channel → threshold key → (recall, precision), as `KeypointAP.curves()` gives.
         panel: Side of each channel's plot in pixels.
-
-    Returns:
-        (panel, panel * channels, 3) uint8 RGB (white background).
     """
-    margin = 28
-    panels = []
-    for name, per_threshold in curves.items():
-        image = np.full((panel, panel, 3), 255, np.uint8)
-        side = panel - 2 * margin
-        cv2.rectangle(image, (margin, margin), (margin + side, margin + side), (0, 0, 0), 1)
+    columns = max(1, len(curves))
+    figure = Figure(figsize=(panel * columns / 100, panel / 100), dpi=100, layout="constrained")
+    for column, (name, per_threshold) in enumerate(curves.items()):
+        axes = figure.add_subplot(1, columns, column + 1)
+        for key, (recall, precision) in per_threshold.items():
+            axes.step(recall, precision, where="pre", label=f"{key} px", linewidth=1)
+        axes.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", title=name[:30])
+        axes.set_ylabel("precision" if column == 0 else "")
+        axes.legend(fontsize=6, loc="lower left")
+    return figure
 
-        def to_pixel(r: float, p: float, side: int = side) -> tuple[int, int]:
-            return (margin + round(r * side), margin + round((1 - p) * side))
 
-        for i, (key, (recall, precision)) in enumerate(per_threshold.items()):
-            tone = PALETTE[i % len(PALETTE)]
-            # The AP sums p[i + 1] over each recall step (r[i], r[i + 1]]: draw exactly that.
-            points = [to_pixel(recall[0], precision[0])]
-            for i_step in range(len(recall) - 1):
-                height = precision[i_step + 1]
-                points += [to_pixel(recall[i_step], height), to_pixel(recall[i_step + 1], height)]
-            cv2.polylines(image, [np.array(points, np.int32)], False, tone, 1, cv2.LINE_AA)
-            cv2.putText(image, f"{key}px", (margin + 4 + 44 * i, panel - 8),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, tone, 1, cv2.LINE_AA)
-        cv2.putText(image, name[:30], (margin, margin - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-        panels.append(image)
-    if not panels:
-        return np.full((panel, panel, 3), 255, np.uint8)
-    return np.concatenate(panels, axis=1)
+def render_pr_curves(
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], panel: int = 220
+) -> np.ndarray:
+    """`pr_curves_figure` as an image for wandb: (panel, panel * channels, 3) uint8 RGB."""
+    canvas = FigureCanvasAgg(pr_curves_figure(curves, panel))
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 class PredictionImages(pl.Callback):

@@ -25,12 +25,18 @@ def test_grid_layout_and_markers():
 def test_pr_plot_draws_one_panel_per_channel():
     import numpy as np
 
-    from kp_platform.training.visualize import render_pr_curves
+    from kp_platform.training.visualize import pr_curves_figure, render_pr_curves
 
     curve = (np.array([0.0, 0.5, 1.0, 1.0]), np.array([1.0, 1.0, 0.5, 0.0]))
-    plot = render_pr_curves({"a": {"2": curve}, "b": {"2": curve, "4": curve}}, panel=100)
-    assert plot.shape == (100, 200, 3)
-    # the first segment: precision 1 from recall 0 to 0.5, along the top edge of the axes box
-    margin, side = 28, 100 - 2 * 28
-    assert tuple(plot[margin, margin + side // 4]) != (255, 255, 255)
+    curves = {"a": {"2": curve}, "b": {"2": curve, "4": curve}}
+    figure = pr_curves_figure(curves, panel=100)
+    assert [axes.get_title() for axes in figure.axes] == ["a", "b"]
+    assert [len(axes.get_lines()) for axes in figure.axes] == [1, 2]
+    # the step the AP integrates: precision 0.5 over recall (0.5, 1], drawn at recall 1
+    x, y = figure.axes[0].get_lines()[0].get_data()
+    assert list(x) == [0.0, 0.5, 1.0, 1.0] and list(y) == [1.0, 1.0, 0.5, 0.0]
+    assert figure.axes[0].get_lines()[0].get_drawstyle() == "steps-pre"
+    plot = render_pr_curves(curves, panel=100)
+    assert plot.shape == (100, 200, 3) and plot.dtype == np.uint8
+    assert (plot != 255).any() and (plot == 255).any()  # lines on a white background
     assert render_pr_curves({}).shape[2] == 3
