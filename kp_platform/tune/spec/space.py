@@ -7,7 +7,9 @@ where the experiment lives. Every problem is an `InputError` naming the file and
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,6 @@ from kp_platform.config import (
     Config,
     all_keys,
     apply_overrides,
-    coerce,
     config_key_type,
     get_dotted,
     load_config,
@@ -40,16 +41,9 @@ from kp_platform.tune.spec.settings import (
 )
 from kp_platform.tune.storage import check_storage_url
 
-TOP_LEVEL = ("name", "base", "space", "metric", "mode", "scheduler", "search", "asha",
-             "eval_every", "num_samples", "max_concurrent", "resources", "storage_path",
-             "max_failures", "checkpoint_period_s", "time_budget_s", "wandb", "ray")
 SCHEDULERS = ("asha", "fifo")
-# The declared types of the top-level settings; the sections' come from their dataclasses.
-_SCALARS = {"name": str, "metric": str, "mode": str, "scheduler": str, "eval_every": int,
-            "num_samples": int, "max_concurrent": int, "storage_path": str, "max_failures": int,
-            "checkpoint_period_s": float | Literal["auto"], "time_budget_s": float}
-_SECTIONS = {"search": SearchSettings, "asha": AshaSettings, "resources": Resources,
-             "wandb": WandbSettings, "ray": RaySettings}
+# The two parts of a file with readers of their own: a config, and the parameters.
+OWN_READERS = ("base", "space")
 # Set by the sweep itself: sampling them would break ASHA's rungs or the experiment layout.
 RESERVED = ("trainer.max_epochs", "eval.eval_every", "trainer.run_root", "trainer.name",
             "logging.wandb.group", "logging.wandb.project", "logging.wandb.mode")
@@ -67,14 +61,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass
-class SweepSpec:
-    """A validated search-space file."""
+class SweepSettings:
+    """A search-space file's settings, read by the one schema reader (`read_dataclass`); its
+    `base` (a config) and `space` (the parameters) have readers of their own."""
 
-    path: Path
-    name: str
-    base: Config
-    """The base config, with the sweep's own settings (epochs, eval_every, wandb) applied."""
-    parameters: list[Parameter]
+    name: str = ""
+    """The experiment's name; default: the file's name without its suffix."""
     metric: str = "val/map"
     mode: str = "max"
     scheduler: str = "asha"
@@ -87,15 +79,42 @@ class SweepSpec:
     resources: Resources = field(default_factory=Resources)
     storage_path: str = "sweeps"
     max_failures: int = 1
-    checkpoint_period_s: float | str | None = None
+    checkpoint_period_s: float | Literal["auto"] | None = None
     """Seconds between snapshots of the experiment (Tune's TUNE_GLOBAL_CHECKPOINT_S), or
-    `auto`; default: `snapshot_period()`."""
+    `auto`; default: `SweepSpec.snapshot_period()`."""
     time_budget_s: float | None = None
     """Wall-clock seconds after which the sweep stops: running trials end at once (each keeps
     its last evaluated checkpoint) and no new one starts; none: the sweep ends when its trials
     do (Tune's `TuneConfig.time_budget_s`)."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     ray: RaySettings = field(default_factory=RaySettings)
+
+    def checks(self) -> dict[str, tuple[bool, str]]:
+        period = self.checkpoint_period_s
+        return {
+            "name": (bool(_NAME.match(self.name)), "must be letters, digits, '-', '_' or '.'"),
+            "scheduler": (self.scheduler in SCHEDULERS, f"must be one of {', '.join(SCHEDULERS)}"),
+            "eval_every": (self.eval_every >= 1, "must be >= 1"),
+            "num_samples": (self.num_samples >= 1, "must be >= 1"),
+            "max_concurrent": (self.max_concurrent >= 1, "must be >= 1"),
+            "max_failures": (self.max_failures >= -1, "must be >= 0, or -1 for no limit"),
+            "time_budget_s": (self.time_budget_s is None or self.time_budget_s > 0,
+                              "must be > 0"),
+            "checkpoint_period_s": (not isinstance(period, float) or period > 0, "must be > 0"),
+        }
+
+
+TOP_LEVEL = (*(f.name for f in dataclasses.fields(SweepSettings)), *OWN_READERS)
+
+
+@dataclass
+class SweepSpec(SweepSettings):
+    """A validated search-space file: its settings, the base config and the parameters."""
+
+    path: Path = Path()
+    base: Config = field(default_factory=Config)
+    """The base config, with the sweep's own settings (epochs, eval_every, wandb) applied."""
+    parameters: list[Parameter] = field(default_factory=list)
 
     @property
     def remote_storage(self) -> bool:
@@ -155,28 +174,11 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     config_overrides = _apply_cli_overrides(data, overrides, source)
     check_keys(data, TOP_LEVEL, "", source)
 
+    settings = read_dataclass(SweepSettings(name=path.stem),
+                              {k: v for k, v in data.items() if k not in OWN_READERS}, source)
     base = _load_base(data.get("base"), config_overrides, source)
-    spec = SweepSpec(path=path, name=_name(data.get("name", path.stem), source), base=base,
-                     parameters=[])
-    for key in ("eval_every", "num_samples", "max_concurrent", "max_failures"):
-        if key in data:
-            setattr(spec, key, _integer(data[key], key, source))
-    spec.storage_path = str(data.get("storage_path", spec.storage_path))
-    if data.get("checkpoint_period_s") is not None:
-        spec.checkpoint_period_s = coerce(data["checkpoint_period_s"],
-                                          _SCALARS["checkpoint_period_s"], "checkpoint_period_s",
-                                          source)
-    if data.get("time_budget_s") is not None:
-        spec.time_budget_s = coerce(data["time_budget_s"], float, "time_budget_s", source)
-    spec.scheduler = data.get("scheduler", spec.scheduler)
-    if spec.scheduler not in SCHEDULERS:
-        raise InputError(f"scheduler must be one of {', '.join(SCHEDULERS)} "
-                         f"(got {spec.scheduler!r})", source)
-    spec.search = read_dataclass(SearchSettings(), data.get("search"), source, "search.")
-    spec.asha = read_dataclass(AshaSettings(), data.get("asha"), source, "asha.")
-    spec.resources = read_dataclass(Resources(), data.get("resources"), source, "resources.")
-    spec.wandb = read_dataclass(WandbSettings(), data.get("wandb"), source, "wandb.")
-    spec.ray = read_dataclass(RaySettings(), data.get("ray"), source, "ray.")
+    spec = SweepSpec(**{f.name: getattr(settings, f.name)
+                        for f in dataclasses.fields(SweepSettings)}, path=path, base=base)
     _check_settings(spec, source)
 
     # The sweep owns these keys: ASHA's rungs must fall on evaluation epochs.
@@ -191,8 +193,6 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         "logging.wandb.mode": spec.wandb.mode or wandb_cfg.mode,
         "logging.wandb.entity": spec.wandb.entity or wandb_cfg.entity,
     })
-    spec.metric = str(data.get("metric", spec.metric))
-    spec.mode = str(data.get("mode", spec.mode))
     _check_early_stopping(spec, source)
     _check_metric(spec, source)
     spec.parameters = _parameters(data.get("space"), spec.base, source)
@@ -224,15 +224,15 @@ def setting_type(key: str, source: str | None = None) -> Any:
         InputError: an unknown key, naming the closest sweep setting or config key.
     """
     head, _, rest = key.partition(".")
-    if head in _SCALARS and not rest:
-        return _SCALARS[head]
-    if head in _SECTIONS and rest:
+    if head in TOP_LEVEL and head not in OWN_READERS:
+        if not rest and dataclasses.is_dataclass(typing.get_type_hints(SweepSettings)[head]):
+            return Any  # a whole section, read as YAML
         try:
-            return dataclass_key_type(_SECTIONS[head], rest, prefix=f"{head}.")
+            return dataclass_key_type(SweepSettings, key)
         except InputError as exc:
             raise InputError(f"override {key!r}: {exc}", source) from None
     if head in TOP_LEVEL:
-        return Any  # a whole section, or base/space: read as YAML
+        return Any  # base or space: read as YAML
     if head in {k.split(".")[0] for k in all_keys()}:
         try:
             return config_key_type(key)
@@ -361,8 +361,6 @@ def _check_point(point: Any, parameters: list[Parameter], where: str, source: st
 
 def _check_settings(spec: SweepSpec, source: str) -> None:
     asha = spec.asha
-    if spec.eval_every < 1:
-        raise InputError(f"eval_every must be >= 1 (got {spec.eval_every})", source)
     # Rungs exist only under ASHA (FIFO stops nothing).
     if spec.scheduler == "asha" and asha.grace_period % spec.eval_every:
         raise InputError(f"asha.grace_period ({asha.grace_period}) must be a multiple of "
@@ -371,16 +369,6 @@ def _check_settings(spec: SweepSpec, source: str) -> None:
     if spec.scheduler == "asha" and asha.grace_period > asha.max_epochs:
         raise InputError(f"asha.grace_period ({asha.grace_period}) exceeds asha.max_epochs "
                          f"({asha.max_epochs})", source)
-    for key in ("num_samples", "max_concurrent"):
-        if getattr(spec, key) < 1:
-            raise InputError(f"{key} must be >= 1 (got {getattr(spec, key)})", source)
-    if spec.max_failures < -1:
-        raise InputError("max_failures must be >= 0, or -1 for no limit", source)
-    if spec.time_budget_s is not None and not spec.time_budget_s > 0:
-        raise InputError(f"time_budget_s must be > 0 (got {spec.time_budget_s})", source)
-    if isinstance(spec.checkpoint_period_s, float) and spec.checkpoint_period_s <= 0:
-        raise InputError(f"checkpoint_period_s must be > 0 (got {spec.checkpoint_period_s})",
-                         source)
     if spec.search.storage:
         check_storage_url(spec.search.storage, source)
 
@@ -403,16 +391,3 @@ def _check_metric(spec: SweepSpec, source: str) -> None:
         raise InputError(f"mode: {spec.metric} is {'lower' if lower else 'higher'} is better, "
                          f"so mode must be {'min' if lower else 'max'} (got {spec.mode})",
                          source)
-
-
-def _name(value: Any, source: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise InputError(f"name must be letters, digits, '-', '_' or '.' (got {value!r})",
-                         source)
-    return value
-
-
-def _integer(value: Any, key: str, source: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{key}: expected an integer, got {value!r}", source)
-    return value
