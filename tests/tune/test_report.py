@@ -1,4 +1,4 @@
-"""Report statuses follow the sweep's scheduler."""
+"""Report statuses follow the sweep's scheduler, ASHA's recorded decisions and its time budget."""
 
 from __future__ import annotations
 
@@ -7,26 +7,30 @@ from types import SimpleNamespace
 from kp_platform.tune import load_space
 from kp_platform.tune.driver.runner import _settings_text
 from kp_platform.tune.experiment import SPACE_COPY
-from kp_platform.tune.results.report import _scheduler, _status
+from kp_platform.tune.results.report import _max_epochs, _status, saved_settings
 from tests.tune.conftest import space_data, write_space
 
 
-def test_a_trial_that_ended_early_is_stopped_under_asha_and_completed_under_fifo(tmp_path):
-    (tmp_path / "config.yaml").write_text("trainer: {max_epochs: 4}\n")
+def test_a_trial_that_ended_early_is_named_by_what_stopped_it(tmp_path):
     trial = SimpleNamespace(status="TERMINATED", path=str(tmp_path))
-    assert _status(trial, 2) == "stopped (ASHA)"
-    assert _status(trial, 4) == "completed"
-    assert _status(trial, 2, fifo=True) == "completed"
-    assert _status(SimpleNamespace(status="ERROR", path=str(tmp_path)), 2, True) == "errored"
+    assert _status(trial, 2, 4, "stopped (ASHA)") == "stopped (ASHA)"
+    assert _status(trial, 2, 4, "stopped (time budget)") == "stopped (time budget)"
+    assert _status(trial, 4, 4, "stopped (ASHA)") == "completed"
+    assert _status(trial, 0, 0, "stopped (time budget)") == "stopped (time budget)"  # never ran
+    assert _status(SimpleNamespace(status="ERROR"), 2, 4, "stopped") == "errored"
+    # without the settings copy: the trial's own config
+    (tmp_path / "config.yaml").write_text("trainer: {max_epochs: 4}\n")
+    assert _max_epochs(trial) == 4 and _max_epochs(SimpleNamespace(path="/nowhere")) == 0
 
 
-def test_the_scheduler_is_read_back_from_the_experiment(tmp_path):
-    assert _scheduler(tmp_path) == "asha"  # experiments from before the setting
+def test_the_settings_are_read_back_from_the_experiment(tmp_path):
+    assert saved_settings(tmp_path) == {}  # experiments from before the copy: ASHA
     for scheduler in ("asha", "fifo"):
-        data = space_data(None, tmp_path / "sweeps", scheduler=scheduler)
+        data = space_data(None, tmp_path / "sweeps", scheduler=scheduler, time_budget_s=60)
         spec = load_space(write_space(tmp_path / f"{scheduler}.yaml", data))
         (tmp_path / SPACE_COPY).write_text(_settings_text(spec))
-        assert _scheduler(tmp_path) == scheduler
+        assert saved_settings(tmp_path).get("scheduler", "asha") == scheduler
+        assert saved_settings(tmp_path)["time_budget_s"] == 60
 
 
 def _rows(values_by_trial, base="b"):

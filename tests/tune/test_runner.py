@@ -52,14 +52,22 @@ def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path):
     import time
 
     from kp_platform.tune.driver.runner import run_sweep
+    from kp_platform.tune.experiment import read_rungs
+    from kp_platform.tune.results.report import collect_trials
 
     spec = load_space(_space(tmp_path, synth_data, num_samples=40, time_budget_s=12,
-                             asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 3}))
+                             asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 30}))
     started = time.monotonic()
     results = run_sweep(spec)
-    # 40 trials of up to 3 epochs take minutes on 2 CPUs: the time limit ended it.
+    # 40 trials of up to 30 epochs take many minutes on 2 CPUs: the time limit ended it, and
+    # the trials it found running.
     assert len(results) < 40 and time.monotonic() - started < 45
     assert all(result.error is None for result in results)
+    # The report tells the trials the time limit ended from those ASHA stopped.
+    rows = collect_trials(spec.experiment_dir)
+    asha_stops = {d.trial_id for d in read_rungs(spec.experiment_dir) if d.stopped}
+    assert {r.trial_id for r in rows if r.status == "stopped (ASHA)"} == asha_stops
+    assert any(r.status == "stopped (time budget)" for r in rows), [r.status for r in rows]
 
 
 def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, synth_data,

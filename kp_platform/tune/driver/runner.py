@@ -324,6 +324,8 @@ def _settings_text(spec: SweepSpec) -> str:
     }
     if spec.scheduler != "asha":  # kept out for ASHA: experiments from before the setting
         data["scheduler"] = spec.scheduler
+    if spec.time_budget_s is not None:  # the report names the trials the budget ended
+        data["time_budget_s"] = spec.time_budget_s
     return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -351,6 +353,11 @@ def _check_restorable(experiment: Path) -> None:
 
 def _check_same_sweep(spec: SweepSpec, experiment: Path) -> None:
     saved = experiment / SPACE_COPY
-    if saved.is_file() and saved.read_text() != _settings_text(spec):
+    if not saved.is_file():
+        return
+    ours, theirs = yaml.safe_load(_settings_text(spec)), yaml.safe_load(saved.read_text())
+    for settings in (ours, theirs):
+        settings.pop("time_budget_s", None)  # a resumed sweep may be given more (or less) time
+    if ours != theirs:
         raise InputError("this experiment was started with another search space, base config "
                          "or ASHA settings; use another name or storage_path", str(experiment))

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 STATE_COLOURS = {
     "completed": "tab:green",
     "stopped (ASHA)": "tab:orange",
+    "stopped (time budget)": "tab:purple",
     "errored": "tab:red",
     "running": "tab:blue",
 }

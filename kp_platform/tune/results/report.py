@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from kp_platform.errors import InputError
-from kp_platform.tune.experiment import RUN_CONFIG, SPACE_COPY, error_line
+from kp_platform.tune.experiment import RUN_CONFIG, SPACE_COPY, error_line, read_rungs
 
 METRIC = "val/map"
 
@@ -25,7 +25,8 @@ class TrialRow:
 
     trial_id: str
     status: str
-    """completed, stopped (ASHA), errored, running or pending."""
+    """completed, stopped (ASHA), stopped (time budget), stopped, errored, running or
+    pending."""
     values: dict[str, Any]
     best: float | None
     epochs: int
@@ -60,7 +61,14 @@ def collect_trials(experiment: str | Path, metric: str = METRIC,
     frames = analysis.trial_dataframes
     optuna_trials = (optuna_trials_by_tune_id(Path(experiment)) if study_trials is None
                      else study_trials)
-    fifo = _scheduler(Path(experiment)) == "fifo"
+    settings = saved_settings(experiment)
+    fifo = settings.get("scheduler", "asha") == "fifo"
+    # Who ASHA stopped, from its recorded decisions: a trial can also end early because the
+    # sweep's time budget ran out, or (FIFO only) because it stopped itself (early stopping).
+    asha_stops = {d.trial_id for d in read_rungs(experiment) if d.stopped}
+    early = ("stopped (time budget)" if settings.get("time_budget_s") else
+             "completed" if fifo else "stopped")
+    full = (settings.get("asha") or {}).get("max_epochs")
     rows = []
     for trial in analysis.trials:
         frame = frames.get(trial.trial_id)
@@ -72,7 +80,8 @@ def collect_trials(experiment: str | Path, metric: str = METRIC,
         study_trial = optuna_trials.get(trial.trial_id)
         rows.append(TrialRow(
             trial_id=trial.trial_id,
-            status=_status(trial, epochs, fifo),
+            status=_status(trial, epochs, full or _max_epochs(trial),
+                           "stopped (ASHA)" if trial.trial_id in asha_stops else early),
             values=dict(trial.config),
             best=_best((m for _, m in curve), mode),
             epochs=epochs,
@@ -113,18 +122,14 @@ def format_table(rows: list[TrialRow], metric: str = METRIC) -> str:
     return "\n".join(text)
 
 
-def _status(trial: Any, epochs: int, fifo: bool = False) -> str:
+def _status(trial: Any, epochs: int, max_epochs: int, stopped: str) -> str:
+    """`stopped`: what ended the trial if it ended before `max_epochs` (Tune records such a
+    trial as TERMINATED too)."""
     if trial.status == "ERROR":
         return "errored"
     if trial.status != "TERMINATED":
         return trial.status.lower()
-    # ASHA stops a trial by ending it early; Tune records both as TERMINATED. FIFO stops none.
-    return "completed" if fifo or epochs >= _max_epochs(trial) else "stopped (ASHA)"
-
-
-def _scheduler(experiment: Path) -> str:
-    """The sweep's scheduler, from the settings copy `run_sweep` keeps (ASHA when absent)."""
-    return str(saved_settings(experiment).get("scheduler", "asha"))
+    return "completed" if 0 < max_epochs <= epochs else stopped
 
 
 def saved_settings(experiment: str | Path) -> dict[str, Any]:
@@ -135,6 +140,8 @@ def saved_settings(experiment: str | Path) -> dict[str, Any]:
 
 
 def _max_epochs(trial: Any) -> int:
+    """The trial's epochs from its own config (experiments from before the settings copy);
+    0 when it has none (it never started)."""
     config_file = Path(trial.path) / RUN_CONFIG
     if config_file.is_file():
         return int(yaml.safe_load(config_file.read_text())["trainer"]["max_epochs"])
@@ -255,7 +262,6 @@ def make_report(experiment: str | Path, plot: str | Path | None = None) -> Repor
         plot: Where the curves go (default `<experiment>/<metric>.png` with `/` as `_`:
             `val_map.png`); the importances go beside it as `importances.png`.
     """
-    from kp_platform.tune.experiment import read_rungs
     from kp_platform.tune.results.importance import format_importances, parameter_importances
     from kp_platform.tune.results.plot import plot_curves, plot_importances
 
