@@ -215,10 +215,21 @@ class LoopbackCluster:
                               capture_output=True, text=True, timeout=timeout, check=False)
 
     def submit(self, submission_id: str, entrypoint: list[str], working_dir: Path) -> str:
-        """`ray job submit --no-wait`: the way a user starts a sweep on a cluster."""
-        done = self.ray_cli("job", "submit", "--no-wait", f"--address={self.dashboard}",
-                            f"--submission-id={submission_id}", f"--working-dir={working_dir}",
-                            "--", *entrypoint)
+        """`ray job submit --no-wait`: the way a user starts a sweep on a cluster.
+
+        Ray's job server answers "No available agent to submit job, please try again later"
+        while no node's job agent has (re)registered with it, which happens on a loaded
+        2-core machine just after a job's driver was killed: like a user, submit again (for
+        up to a minute); the job was not created."""
+        deadline = time.monotonic() + 60
+        while True:
+            done = self.ray_cli("job", "submit", "--no-wait", f"--address={self.dashboard}",
+                                f"--submission-id={submission_id}",
+                                f"--working-dir={working_dir}", "--", *entrypoint)
+            busy = "No available agent to submit job" in done.stdout + done.stderr
+            if done.returncode == 0 or not busy or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         self.jobs.append(submission_id)
         return submission_id
