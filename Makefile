@@ -34,9 +34,9 @@ DEMO_FINETUNED := $(DEMO_PIPELINE)/finetune/demo-finetune/checkpoints/best.ckpt
 
 # The main job on the bundled default: generate the demo data, then the demo pipeline (it checks
 # every data file first): the sweep (Optuna TPE, ASHA, a wandb run per trial, the best
-# checkpoint registered as demo-sweep-best), a fine-tune of its best on 40 real-domain images, and both scored side by
-# side on 100 held-out real-domain images; then a picture of the fine-tuned detector's
-# predictions on those images (predictions.png) and the sweep's report.
+# checkpoint registered as demo-sweep-best), a fine-tune of its best on 40 real-domain images,
+# and both scored side by side on 100 held-out real-domain images; then a picture of the
+# fine-tuned detector's predictions on those images (predictions.png) and the sweep's report.
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1

@@ -88,26 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     quiet_library_info()
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-fit-"))
     single = single_run(args.data, root)
-    single_scores = single
     budget = parse_duration(args.budget) if args.budget else single["train_s"]
     print(f"single run: {format_duration(single['train_s'])}; kp fit --budget "
           f"{format_duration(budget)} ...", flush=True)
     fitted = run_fit(args.data, budget, root / "fit")
     plan = fitted["summary"]["schedule"]
-    rows = [("defaults, one run", single["train_s"], single_scores),
+    rows = [("defaults, one run", single["train_s"], single),
             (f"kp fit ({plan['num_samples']} planned)", fitted["wall_s"], fitted)]
-    keys = [k for k in ("mean_px", "median_px", "pck5", "swap", "map") if k in single_scores]
+    keys = [k for k in ("mean_px", "median_px", "pck5", "swap", "map") if k in single]
     print(f"{'':<24}{'wall':>8}" + "".join(f"{k:>11}" for k in keys))
     for label, seconds, values in rows:
         print(f"{label:<24}{format_duration(seconds):>8}"
               + "".join(f"{values[k]:>11.3f}" for k in keys))
-    if "mean_px" in single_scores:
-        gain = 1 - fitted["mean_px"] / single_scores["mean_px"]
+    if "mean_px" in single:
+        gain = 1 - fitted["mean_px"] / single["mean_px"]
         print(f"kp fit's mean top-1 error is {abs(gain):.0%} "
               f"{'lower' if gain >= 0 else 'higher'} than the single run's (goal: at least 20% "
               "lower on mirror-mouse)")
     else:
-        print(f"kp fit's mAP {fitted['map'] - single_scores['map']:+.4f} against the single run")
+        print(f"kp fit's mAP {fitted['map'] - single['map']:+.4f} against the single run")
     print(f"runs: {root}")
     return 0
 

@@ -245,8 +245,7 @@ def load_pipeline(path: str | Path, overrides: Sequence[str] = ()) -> PipelineSp
     for key in late:
         _check_config_key(key, "command line", source)
     spec = PipelineSpec(path=path, name=top.name or path.stem, root=Path(top.root),
-                        datasets=datasets,
-                        overrides=shared, cli_overrides=late, stages=[])
+                        datasets=datasets, overrides=shared, cli_overrides=late, stages=[])
     for index, entry in enumerate(data["stages"]):
         stage = _stage(entry, per_stage.get(entry["name"], {}), source)
         _check_stage_references(stage, spec, stage_names[index + 1:], source)
@@ -298,6 +297,7 @@ def _stage(entry: dict[str, Any], cli: dict[str, Any], source: str) -> StageSpec
         for key in ("overrides", "space", "init_from", "inherit_from", "inherit"):
             if key in entry or (key == "overrides" and cli):
                 raise InputError(f"{where}: an evaluate stage takes no {key!r}", source)
+        # `evaluate:` left empty reads as None: read it as {} so its checks name what is missing.
         evaluate = written.evaluate or read_dataclass(EvaluateSpec(), {}, source, "evaluate.",
                                                       where=where)
         for key in evaluate.eval:
