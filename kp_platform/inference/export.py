@@ -50,8 +50,9 @@ def build_export_model(
         image_size: (height, width) of the original images the keypoints refer to; default
             the network input size (no resizing).
     """
+    network = module.network.exportable()
     if not with_decoding:
-        return HeatmapModel(module.network).eval()
+        return HeatmapModel(network).eval()
     data = module.cfg.data
     input_size = (int(data.input_size[0]), int(data.input_size[1]))
     image_size = tuple(image_size or input_size)
@@ -61,7 +62,7 @@ def build_export_model(
     blank = np.zeros((*image_size, 3), dtype=np.uint8)
     affine = resize_image(blank, input_size, data.resize_mode)[1]
     options = DecodeOptions.from_config(module.cfg)
-    return DecodingModel(module.network, input_size,
+    return DecodingModel(network, input_size,
                          (affine.sx, affine.sy, affine.tx, affine.ty), options.nms_radius,
                          options.score_threshold, options.top_k, options.stride).eval()
 

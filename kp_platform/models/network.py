@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import torch
 from torch import Tensor, nn
 
 from kp_platform.config.schema import HeatmapConfig, ModelConfig
@@ -14,6 +17,12 @@ class KeypointNet(nn.Module):
 
     Forward has no data-dependent Python control flow (odd-size padding is computed from
     shapes), so it works with ``torch.jit.trace`` and ``torch.onnx.export``.
+
+    Weights, images and activations are kept channels-last (NHWC): a training step of every
+    backbone here took 12-29% less time so on a CPU (`benchmarks/bench_layout.py`), and GPU
+    tensor cores prefer it too. Only the memory layout differs; the function is the same (up to
+    floating-point rounding). The weights alone do not do it: with NCHW images the default
+    U-Net was 8% slower.
 
     Args:
         backbone: Module with ``out_channels`` and ``output_stride`` attributes.
@@ -29,9 +38,20 @@ class KeypointNet(nn.Module):
         self.backbone = backbone
         self.head = head
         self.output_stride: int = int(backbone.output_stride)
+        self.channels_last: bool = True
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.head(self.backbone(images))
+
+    def exportable(self) -> KeypointNet:
+        """A copy in NCHW layout, for `torch.onnx.export`: with channels-last weights
+        torch.export guards the batch size (at most 2), so a dynamic batch fails."""
+        network = copy.deepcopy(self)
+        network.channels_last = False
+        return network.to(memory_format=torch.contiguous_format)
 
 
 def build_network(

@@ -75,7 +75,8 @@ def test_onnx_export() -> None:
     net = tiny_net()
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"),
             3: torch.export.Dim("width")}
-    program = torch.onnx.export(net, (torch.rand(1, 3, H, W),), dynamic_shapes={"images": dims})
+    program = torch.onnx.export(net.exportable(), (torch.rand(1, 3, H, W),),
+                                dynamic_shapes={"images": dims})
     buffer = io.BytesIO()
     program.save(buffer)
     assert buffer.getvalue()
