@@ -1,12 +1,12 @@
-"""Training-step time with NCHW (contiguous) against channels-last (NHWC) weights.
+"""Training-step time with NCHW (contiguous) against channels-last (NHWC) weights and images.
 
 Run from the repository root (all figures come from one run, on one machine):
 
     .venv/bin/python benchmarks/bench_layout.py [--steps 8]
 
 Each row builds a network as `kp train` does (`build_network`), times `--steps` AdamW steps
-(forward, backward, update) on random images after 3 warm-up steps, first with the weights in
-PyTorch's default NCHW layout, then converted to channels-last, which `KeypointNet` now uses.
+(forward, backward, update) on random images after 3 warm-up steps, first in channels-last
+(weights and images, what `KeypointNet` uses), then on its NCHW copy (`exportable()`).
 The rows: the defaults at 256² (U-Net depth 5, channels capped at 64, heatmap stride 2, batch
 8, as on mirror-mouse), the demo's U-Net at 128² (stride 1, batch 16), a dilated CNN and a
 timm ResNet-18 at 256².

@@ -16,7 +16,8 @@ class KeypointNet(nn.Module):
     """Backbone + :class:`HeatmapHead`; images in, heatmap logits out.
 
     Forward has no data-dependent Python control flow (odd-size padding is computed from
-    shapes), so it works with ``torch.jit.trace`` and ``torch.onnx.export``.
+    shapes), so it works with ``torch.jit.trace``, and its :meth:`exportable` copy with
+    ``torch.onnx.export``.
 
     Weights, images and activations are kept channels-last (NHWC): a training step of every
     backbone here took 12-29% less time so on a CPU (`benchmarks/bench_layout.py`), and GPU

@@ -80,3 +80,12 @@ def test_onnx_export() -> None:
     buffer = io.BytesIO()
     program.save(buffer)
     assert buffer.getvalue()
+
+
+def test_channels_last_changes_the_layout_not_the_function() -> None:
+    net = tiny_net()
+    images = torch.rand(2, 3, H, W)
+    out = net(images)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    nchw = net.exportable()
+    assert nchw(images).is_contiguous() and torch.allclose(nchw(images), out, atol=1e-5)
