@@ -39,6 +39,14 @@ class EndOfSweepReporter(CLIReporter):
         super().__init__(**settings)
         self._table_due = time.monotonic() + TABLE_EVERY_S
 
+    def setup(self, start_time: float | None = None, total_samples: int | None = None,
+              metric: str | None = None, mode: str | None = None, **kwargs: Any) -> None:
+        """Tune's setup without the sweep's metric and mode: with them the table starts with
+        a "Current best trial" line, which looks up every parameter column in the best trial's
+        config and raises KeyError (Tune 2.60) when that trial did not sample a conditional
+        parameter (`when:`). The sweep's summary names its best trial instead."""
+        super().setup(start_time=start_time, total_samples=total_samples, **kwargs)
+
     def should_report(self, trials: list, done: bool = False) -> bool:
         if done:
             return True

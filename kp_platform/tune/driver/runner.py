@@ -45,9 +45,11 @@ def init_ray(settings: RaySettings) -> None:
     # log_to_driver off: a trial writes what it prints to its trial.log and its failure to
     # error.txt; streamed worker output only added Ray's own shutdown noise to the screen (a
     # stopped trial's worker printing "Exception ignored ... SystemExit" as it was killed).
+    # Ray's and Tune's INFO lines (a local instance started, result files written, the run
+    # time) stay off the screen: the sweep prints its own events and Tune's table.
     ray.init(num_cpus=settings.num_cpus or os.cpu_count(), num_gpus=settings.num_gpus,
              include_dashboard=False, object_store_memory=settings.object_store_mb * 1024 * 1024,
-             log_to_driver=False)
+             log_to_driver=False, logging_level=logging.WARNING)
 
 
 def check_resources(spec: SweepSpec) -> None:
@@ -125,12 +127,15 @@ def run_sweep(spec: SweepSpec, resume: bool = False) -> Any:
 
 
 def _run_locked(spec: SweepSpec, resume: bool) -> Any:
+    import optuna
     from ray import tune
 
     from kp_platform.tune.driver.progress import use_classic_output
 
     init_ray(spec.ray)
     check_resources(spec)
+    # Not "a new study created in RDB" on the screen: `kp sweep dashboard` shows the study.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Snapshot the experiment often on a local disk: a trial started after the last snapshot is
     # lost (and re-suggested) when the driver dies, and trials are far longer than a snapshot.
     # On remote storage each snapshot uploads the whole state: see SweepSpec.snapshot_period.
