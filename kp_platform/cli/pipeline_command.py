@@ -67,4 +67,6 @@ def run(args: argparse.Namespace) -> int:
             print(format_table(json.loads((pipeline.folder / results).read_text())))
             print(f"results: {pipeline.folder / results}")
             print(f"plot: {pipeline.folder / record.outputs['plot']}")
+            if "predictions" in record.outputs:
+                print(f"predictions: {pipeline.folder / record.outputs['predictions']}")
     return 0

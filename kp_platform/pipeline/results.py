@@ -35,7 +35,9 @@ def results_path(pipeline: PipelineSpec, stage: StageSpec) -> Path:
 
 def run_evaluate_stage(pipeline: PipelineSpec, stage: StageSpec,
                        records: Mapping[str, StageRecord]) -> StageRecord:
-    """Scores every listed stage's best checkpoint on the test set; writes JSON and PNG."""
+    """Scores every listed stage's best checkpoint on the test set; writes JSON and PNG, and
+    draws the `render` model's predictions."""
+    from kp_platform.inference import Detector, render_prediction_grid
     from kp_platform.inference.detector import evaluate_checkpoint
     from kp_platform.pipeline.plot import plot_results
 
@@ -56,11 +58,17 @@ def run_evaluate_stage(pipeline: PipelineSpec, stage: StageSpec,
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     plot = plot_results(results, path.with_suffix(".png"))
+    outputs = {"results": relative(path, folder), "plot": relative(plot, folder)}
+    if spec.render is not None:
+        checkpoint = records[spec.models[spec.render]].checkpoint_path(folder)
+        detector = Detector.from_checkpoint(checkpoint)
+        grid = path.with_name(path.name.replace("results", "predictions", 1)).with_suffix(".png")
+        outputs["predictions"] = relative(render_prediction_grid(detector, test, grid), folder)
     return StageRecord(
         stage=stage.name, kind=stage.kind, plan={},
         score={label: {"mean_ap": row["mean_ap"], "map": row["map"]}
                for label, row in models.items()},
-        outputs={"results": relative(path, folder), "plot": relative(plot, folder)},
+        outputs=outputs,
     )
 
 

@@ -72,6 +72,9 @@ class EvaluateSpec:
     """A row label; the others' gains over it are reported."""
     eval: dict[str, Any] = field(default_factory=dict)
     """`eval` config settings applied to every model, so all are scored alike."""
+    render: str | None = None
+    """A row label: that model's predictions drawn on the test set's first images
+    (`predictions.png` beside the results)."""
 
     def checks(self) -> dict[str, tuple[bool, str]]:
         return {
@@ -80,6 +83,8 @@ class EvaluateSpec:
                        "must map row labels to stage:<name>"),
             "baseline": (self.baseline is None or self.baseline in self.models,
                          f"must be one of the models ({', '.join(self.models)})"),
+            "render": (self.render is None or self.render in self.models,
+                       f"must be one of the models ({', '.join(self.models)})"),
         }
 
 

@@ -73,6 +73,10 @@ def test_results_table_and_plot(tiny):
     image = cv2.imread(str(tiny["dir"] / "results.png"))
     assert image is not None and image.shape == (520, 900, 3)  # 9 x 5.2 in at 100 dpi
     assert (image < 250).any(axis=2).mean() > 0.05  # bars and text, not a blank page
+    # `render: fine-tuned`: that detector's predictions drawn on the test images, path printed
+    grid = cv2.imread(str(tiny["dir"] / "predictions.png"))
+    assert grid is not None and grid.shape[0] > 200 and grid.shape[1] > 600
+    assert f"predictions: {tiny['dir'] / 'predictions.png'}" in tiny["out"]
 
 
 def test_results_are_what_the_checkpoints_score(tiny):
@@ -95,8 +99,8 @@ def test_stage_markers(tiny):
     pretrain = _marker(tiny, "pretrain")
     assert pretrain["checkpoint"] == "pretrain/tiny-pretrain/best/best.ckpt"
     assert (tiny["dir"] / pretrain["outputs"]["experiment"] / "optuna.db").is_file()
-    assert _marker(tiny, "evaluate")["outputs"] == {"results": "results.json",
-                                                    "plot": "results.png"}
+    assert _marker(tiny, "evaluate")["outputs"] == {
+        "results": "results.json", "plot": "results.png", "predictions": "predictions.png"}
     for key in ("synthetic", "real_train", "real_test"):
         assert (tiny["dir"] / "data" / key / "annotations.json").is_file()
 

@@ -158,10 +158,11 @@ def test_inherited_key_cannot_be_sampled_by_the_sweep(run_kp, tmp_path):
     _fails(run_kp, tmp_path, data, "stage 'finetune'", "the sweep samples model.backbone")
 
 
-def test_baseline_must_be_a_model(run_kp, tmp_path):
+@pytest.mark.parametrize("key", ["baseline", "render"])
+def test_baseline_and_render_must_be_a_model(run_kp, tmp_path, key):
     data = tiny_data()
-    _stage(data, "evaluate")["evaluate"]["baseline"] = "scratch"
-    _fails(run_kp, tmp_path, data, "stage 'evaluate': evaluate.baseline must be one of the "
+    _stage(data, "evaluate")["evaluate"][key] = "scratch"
+    _fails(run_kp, tmp_path, data, f"stage 'evaluate': evaluate.{key} must be one of the "
            "models", "(got 'scratch')")
 
 
