@@ -7,7 +7,8 @@ images under the folder), e.g. Lightning Pose's mirror-mouse example converted t
 
 For each training seed it runs `kp train` with only the data paths set (`data.train`; the
 validation images are split off the training set, `data.val_fraction`), then scores the
-checkpoint training chose (`best.ckpt`) on `test.json` with `kp eval`'s code at 5 and 10 px,
+checkpoint training chose (`best.ckpt`; `--checkpoint last`: the final weights, `last.ckpt`)
+on `test.json` with `kp eval`'s code at 5 and 10 px,
 and prints per keypoint and overall: mean and median top-1 error (the distance from the labelled
 point to the channel's best peak, in original pixels), PCK@5 and @10, the swap rate (the peak
 nearer another keypoint's label than its own) and the wall time of training. `--anchor` is the
@@ -35,8 +36,10 @@ from kp_platform.training import train
 THRESHOLDS = [5.0, 10.0]
 
 
-def run_seed(data: Path, seed: int, overrides: list[str], root: Path) -> dict[str, Any]:
-    """Trains with the defaults (plus `overrides`) and scores best.ckpt on test.json."""
+def run_seed(data: Path, seed: int, overrides: list[str], root: Path,
+             checkpoint: str = "best") -> dict[str, Any]:
+    """Trains with the defaults (plus `overrides`) and scores best.ckpt (or, with `checkpoint`
+    "last", last.ckpt) on test.json."""
     config = apply_overrides(load_config(), [
         f"data.train={data / 'train.json'}", f"trainer.seed={seed}",
         f"trainer.run_root={root}", f"trainer.name=seed{seed}", "logging.wandb.mode=disabled",
@@ -44,8 +47,9 @@ def run_seed(data: Path, seed: int, overrides: list[str], root: Path) -> dict[st
     started = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - started
-    checkpoint = result.best_checkpoint or result.last_checkpoint
-    metrics = evaluate_checkpoint(checkpoint, data / "test.json",
+    scored = result.last_checkpoint if checkpoint == "last" else (
+        result.best_checkpoint or result.last_checkpoint)
+    metrics = evaluate_checkpoint(scored, data / "test.json",
                                   overrides={"thresholds": THRESHOLDS})
     top1 = metrics.get("top1")
     if top1 is None:
@@ -108,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", nargs="*", action="extend", default=[],
                         metavar="KEY=VALUE", help="config overrides on top of the defaults "
                         "(--set may repeat)")
+    parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                        help="score best.ckpt (chosen on the validation split, the default) or "
+                        "last.ckpt (the final weights)")
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args(argv)
     quiet_library_info()  # what `kp` shows: no Lightning banner or deprecation noise
@@ -119,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="kp-bench-real-") as tmp:
         for seed in args.seeds:
-            runs.append(run_seed(args.data, seed, args.overrides, Path(tmp)))
+            runs.append(run_seed(args.data, seed, args.overrides, Path(tmp), args.checkpoint))
             overall = runs[-1]["top1"]["overall"]
             print(f"seed {seed}: mean top-1 error {overall['mean']:.2f} px "
                   f"({runs[-1]['train_s']:.0f} s)", flush=True)
     print(table(runs, args.anchor))
     if args.out:
-        args.out.write_text(json.dumps({"overrides": args.overrides, "runs": runs}, indent=2)
+        args.out.write_text(json.dumps({"overrides": args.overrides,
+                                        "checkpoint": args.checkpoint, "runs": runs}, indent=2)
                             + "\n")
     return 0
 
