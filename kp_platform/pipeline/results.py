@@ -37,8 +37,7 @@ def run_evaluate_stage(pipeline: PipelineSpec, stage: StageSpec,
                        records: Mapping[str, StageRecord]) -> StageRecord:
     """Scores every listed stage's best checkpoint on the test set; writes JSON and PNG, and
     draws the `render` model's predictions."""
-    from kp_platform.inference import Detector, render_prediction_grid
-    from kp_platform.inference.detector import evaluate_checkpoint
+    from kp_platform.inference import Detector, evaluate_checkpoint, render_prediction_grid
     from kp_platform.pipeline.plot import plot_results
 
     spec: EvaluateSpec = stage.evaluate  # type: ignore[assignment]
