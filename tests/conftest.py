@@ -175,7 +175,8 @@ def single_instance_run(tmp_path_factory):
     config = apply_overrides(load_config(), [
         f"data.train={train_json}", f"data.val={val_json}", "data.input_size=[32, 32]",
         "model.backbone=unet_tiny", "trainer.max_epochs=3", f"trainer.run_root={root}",
-        "trainer.name=single", "logging.wandb.mode=disabled", "trainer.progress_bar=false"])
+        "trainer.name=single", "eval.keep=best", "logging.wandb.mode=disabled",
+        "trainer.progress_bar=false"])
     return train(config)
 
 

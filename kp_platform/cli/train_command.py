@@ -13,7 +13,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "CONFIG.yaml, then key=value overrides (e.g. optim.lr=3e-4 trainer.max_epochs=50). "
         "The run directory (trainer.run_root/trainer.name) receives config.yaml, "
         "checkpoints/best.ckpt (best by eval.best_by: the lowest val/mean_px_error where every "
-        "channel holds one keypoint per image, else the highest val/map), "
+        "channel holds one keypoint per image, else the highest val/map; the final weights "
+        "where the validation set has fewer than 100 images, eval.keep), "
         "checkpoints/last.ckpt, metrics.json and the wandb run (offline unless credentials "
         "exist and logging.wandb.mode=online).",
     )

@@ -31,7 +31,9 @@ class DataConfig:
     being forgotten."""
     replay_images: int = 0
     """How many `replay` images (a fixed subset chosen by `split_seed`); 0 takes them all."""
-    val_fraction: float = 0.2
+    val_fraction: float | Literal["auto"] = AUTO
+    """The share of `train` split off for validation when `val` is empty; `auto`: 20%, or 5%
+    where 20% would be fewer than 100 images (`config.auto.val_fraction_for`)."""
     split_seed: int = 0
     """Seeds only the train/val split, so sweeping the training seed never moves images."""
     channels: Any = None
@@ -60,7 +62,8 @@ class DataConfig:
 
     def checks(self) -> Checks:
         return {
-            "val_fraction": (0.0 < self.val_fraction < 1.0, "must be in (0, 1)"),
+            "val_fraction": (self.val_fraction == AUTO or 0.0 < self.val_fraction < 1.0,
+                             "must be in (0, 1) or auto"),
             "replay_images": (self.replay_images >= 0, "must be >= 0 (0 takes all)"),
             "input_size": (
                 len(self.input_size) == 2 and min(self.input_size) >= 8,
@@ -179,6 +182,10 @@ class EvalConfig:
     best_by: Literal["auto", "map", "mean_px_error"] = AUTO
     """What `best.ckpt` keeps: the highest `val/map` or the lowest `val/mean_px_error`; `auto`:
     the error when every channel is a top-1 channel, else the AP."""
+    keep: Literal["auto", "best", "final"] = AUTO
+    """Which weights `best.ckpt` holds: `best`, the best evaluation by `best_by`; `final`, the
+    latest evaluation's (the last epoch is always evaluated); `auto`: `final` where the
+    validation set has fewer than 100 images, too few to rank checkpoints by."""
 
     def checks(self) -> Checks:
         return {

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from kp_platform.config.auto import val_fraction_for
 from kp_platform.config.schema import AUTO
 from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
@@ -187,6 +188,9 @@ class DatasetSplits:
     """A KeypointDataset, or one concatenated with the `data.replay` images."""
     val: KeypointDataset
     test: KeypointDataset | None
+    split_fraction: float | None = None
+    """The share of `data.train` split off as `val` (`data.val_fraction`, resolved); None when
+    `data.val` is a file of its own."""
 
 
 def build_datasets(data_cfg: Any, augment_seed: int | None = None,
@@ -236,12 +240,14 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
     def evaluation_set(path: str) -> KeypointDataset:
         return KeypointDataset(*same_channels(path), **common)
 
+    split_fraction = None
     if data_cfg.val:
         train = KeypointDataset(train_coco, channels, augmenter=augmenter, **common)
         val = evaluation_set(data_cfg.val)
     else:
         ids = [image.id for image in train_coco.images]
-        train_ids, val_ids = split_train_val(ids, data_cfg.val_fraction, data_cfg.split_seed)
+        split_fraction = val_fraction_for(data_cfg.val_fraction, len(ids))
+        train_ids, val_ids = split_train_val(ids, split_fraction, data_cfg.split_seed)
         if not val_ids:
             raise InputError("too few images to split off a validation set", data_cfg.train)
         train = KeypointDataset(train_coco, channels, train_ids, augmenter=augmenter, **common)
@@ -253,4 +259,4 @@ def build_datasets(data_cfg: Any, augment_seed: int | None = None,
         replay = KeypointDataset(coco, resolved, ids, augmenter=augmenter, **common)
         train = ConcatDataset([train, replay])
     test = evaluation_set(data_cfg.test) if data_cfg.test else None
-    return DatasetSplits(channels, train, val, test)
+    return DatasetSplits(channels, train, val, test, split_fraction)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kp_platform.config import Config
-from kp_platform.config.auto import resolve_from_data, unet_depth_for
+from kp_platform.config.auto import VAL_FRACTION, resolve_from_data, unet_depth_for
 from kp_platform.errors import InputError
 from kp_platform.fit.budget import format_duration
 from kp_platform.fit.inspect import DataFacts
@@ -90,9 +90,12 @@ def metric_for(facts: DataFacts) -> tuple[str, str, str]:
 
 def base_overrides(facts: DataFacts, input_size: list[int]) -> dict[str, Any]:
     """The base config's keys on top of the defaults: the data and what they decide. (The test
-    set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.)"""
+    set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.) The sweep
+    ranks its trials on the validation split, so it holds out `VAL_FRACTION` even where a
+    single run of a small set would hold out less (`data.val_fraction: auto`)."""
     return {
         "data.train": str(facts.path.absolute()),
+        "data.val_fraction": VAL_FRACTION,
         "data.input_size": input_size,
         "data.flip_pairs": facts.flip_pairs,
     }

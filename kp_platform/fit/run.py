@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from kp_platform.config import Config, apply_overrides, config_to_dict
-from kp_platform.config.auto import resolve_from_data
+from kp_platform.config.auto import resolve_from_data, val_fraction_for
 from kp_platform.data import CocoKeypoints, resolve_channels, split_train_val
 from kp_platform.errors import InputError
 from kp_platform.fit.budget import format_duration
@@ -156,8 +156,8 @@ def _check_test_set(path: Path, facts: DataFacts) -> None:
 
 def _single_run_epochs(base: Config, facts: DataFacts) -> tuple[int, str]:
     """The epochs a single `kp train` run of this data trains (`trainer.max_epochs: auto`)."""
-    train_ids, _ = split_train_val(list(range(facts.images)), base.data.val_fraction,
-                                   base.data.split_seed)
+    fraction = val_fraction_for(base.data.val_fraction, facts.images)
+    train_ids, _ = split_train_val(list(range(facts.images)), fraction, base.data.split_seed)
     config, chosen = resolve_from_data(base, facts.channels, facts.single_instance,
                                        len(train_ids))
     epochs = int(config.trainer.max_epochs)

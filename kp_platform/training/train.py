@@ -79,9 +79,10 @@ def train(
     config, chosen = resolve_auto(config)
     pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
     datamodule = KeypointDataModule(config.data, seed=config.trainer.seed)
+    splits = datamodule.splits
     config, from_data = resolve_from_data(
-        config, list(datamodule.channels.names),
-        single_instance_channels(datamodule.splits.train), len(datamodule.splits.train))
+        config, list(datamodule.channels.names), single_instance_channels(splits.train),
+        len(splits.train), val_images=len(splits.val), split_fraction=splits.split_fraction)
     for key, why in {**chosen, **from_data}.items():
         print(f"{key} = {why}")
     run_dir = Path(run_dir) if run_dir is not None else _new_run_dir(config)

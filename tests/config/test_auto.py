@@ -11,6 +11,7 @@ from kp_platform.config.auto import (
     resolve_auto,
     resolve_from_data,
     unet_depth_for,
+    val_fraction_for,
 )
 
 
@@ -52,3 +53,24 @@ def test_the_unet_is_deep_enough_for_a_bottleneck_of_at_most_eight_cells():
     assert dilated.model.depth == DEFAULT_DEPTH and "dilated_cnn" in chosen["model.depth"]
     fixed, chosen = resolve_auto(apply_overrides(load_config(), ["model.depth=3"]))
     assert fixed.model.depth == 3 and "model.depth" not in chosen
+
+
+def test_small_sets_hold_out_less_and_keep_the_final_weights():
+    # 20% unless that is under 100 images; a setting is kept as it is
+    assert [val_fraction_for("auto", n) for n in (72, 497, 498, 5000)] == [0.05, 0.05, 0.2, 0.2]
+    assert val_fraction_for(0.3, 72) == 0.3
+    small, chosen = resolve_from_data(load_config(), ["a"], ["a"], 68, val_images=4,
+                                      split_fraction=0.05)
+    assert small.data.val_fraction == 0.05 and small.eval.keep == "final"
+    assert "20% would hold out fewer than 100" in chosen["data.val_fraction"]
+    assert chosen["eval.keep"].startswith("final (a validation set of 4 images")
+    large, chosen = resolve_from_data(load_config(), ["a"], ["a"], 400, val_images=100,
+                                      split_fraction=0.2)
+    assert large.data.val_fraction == 0.2 and large.eval.keep == "best"
+    # a validation file of its own: nothing was split, val_fraction stays unused
+    own, chosen = resolve_from_data(load_config(), ["a"], ["a"], 400, val_images=40)
+    assert own.data.val_fraction == "auto" and own.eval.keep == "final"
+    assert "data.val_fraction" not in chosen
+    fixed, chosen = resolve_from_data(apply_overrides(load_config(), ["eval.keep=best"]),
+                                      ["a"], ["a"], 68, val_images=4, split_fraction=0.05)
+    assert fixed.eval.keep == "best" and "eval.keep" not in chosen

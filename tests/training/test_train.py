@@ -38,7 +38,9 @@ def test_run_directory_contents(trained_run):
     assert set(metrics["last"]["ap"]) == {"towel.corner0=towel.corner1=towel.corner2="
                                           "towel.corner3", "towel.grasp"}
     logged = [float(r["val/map"]) for r in _csv_rows(run_dir) if r.get("val/map")]
-    assert metrics["best"]["val/map"] == pytest.approx(max(logged), rel=1e-6)  # logged as float32
+    # 8 validation images (eval.keep: auto = final): best.ckpt holds the last evaluation's weights
+    assert load_config(run_dir / "config.yaml").eval.keep == "final"
+    assert metrics["best"] == {"val/map": pytest.approx(logged[-1], rel=1e-6), "epoch": 1}
 
 
 def test_checkpoint_is_weights_only_and_holds_the_config(trained_run):
@@ -285,7 +287,46 @@ def test_best_by_map_keeps_the_highest_ap_even_with_top1_channels(tmp_path):
     result = train(load_config(None, [
         f"data.train={train_json}", "data.val_fraction=0.25", "data.input_size=[32, 32]",
         "model.backbone=unet_tiny", "trainer.max_epochs=2", f"trainer.run_root={tmp_path}",
-        "eval.best_by=map", "logging.wandb.mode=disabled", "trainer.progress_bar=false"]))
+        "eval.best_by=map", "eval.keep=best", "logging.wandb.mode=disabled",
+        "trainer.progress_bar=false"]))
     logged = [float(r["val/map"]) for r in _csv_rows(result.run_dir) if r.get("val/map")]
     assert set(result.metrics["best"]) == {"val/map", "epoch"}
     assert result.metrics["best"]["val/map"] == pytest.approx(max(logged), rel=1e-6)
+
+
+def test_a_small_validation_split_keeps_the_final_weights(tmp_path, capsys):
+    from kp_platform.data.quads import generate_quads
+
+    train_json = generate_quads(tmp_path / "train", 20, 32, seed=0, max_quads=1)
+    result = train(load_config(None, [
+        f"data.train={train_json}", "data.input_size=[32, 32]", "model.backbone=unet_tiny",
+        "trainer.max_epochs=3", "eval.eval_every=1", f"trainer.run_root={tmp_path}",
+        "logging.wandb.mode=disabled", "trainer.progress_bar=false"]))
+    printed = capsys.readouterr().out
+    saved = load_config(result.run_dir / "config.yaml")
+    # auto: 20 images, 20% would be 4 (< 100): 5% (one image) is held out, the final weights kept
+    assert saved.data.val_fraction == 0.05 and saved.eval.keep == "final"
+    assert "data.val_fraction = 0.05 (1 of data.train's images held out" in printed
+    assert "eval.keep = final (a validation set of 1 image" in printed
+    assert result.metrics["best"]["epoch"] == 2  # the last epoch, whatever its score
+    best, last = read_checkpoint(result.best_checkpoint), read_checkpoint(result.last_checkpoint)
+    assert best["epoch"] == last["epoch"]
+    for name, tensor in last["state_dict"].items():
+        assert torch.equal(best["state_dict"][name], tensor), name
+
+
+def test_keep_final_takes_every_evaluation_and_keep_best_only_a_better_one(tmp_path):
+    from types import SimpleNamespace
+
+    from kp_platform.training.callbacks import EvaluationCheckpoint
+
+    def module(keep):
+        return SimpleNamespace(cfg=SimpleNamespace(eval=SimpleNamespace(keep=keep)),
+                               best_metric=("val/mean_px_error", "min"))
+
+    callback = EvaluationCheckpoint(tmp_path)
+    callback.best_score = 3.0
+    assert callback.keeps(module("final"), 9.0)  # worse, kept anyway
+    assert callback.keeps(module("final"), None)  # no score at all
+    assert not callback.keeps(module("best"), 9.0)
+    assert callback.keeps(module("best"), 2.0)
