@@ -132,9 +132,10 @@ def resolve_from_data(config: Config, channel_names: list[str], single_instance:
         best_by = "mean_px_error" if every else "map"
         evaluation = dataclasses.replace(evaluation, best_by=best_by)
         chosen["eval.best_by"] = (
-            "mean_px_error (every channel is a top-1 channel: best.ckpt keeps the lowest "
+            "mean_px_error (every channel is a top-1 channel: the best evaluation has the lowest "
             "val/mean_px_error)" if every else
-            "map (not every channel is a top-1 channel: best.ckpt keeps the highest val/map)")
+            "map (not every channel is a top-1 channel: the best evaluation has the highest "
+            "val/map)")
     if evaluation.keep == AUTO and val_images is not None:
         keep = "final" if val_images < MIN_RANKING_IMAGES else "best"
         evaluation = dataclasses.replace(evaluation, keep=keep)
