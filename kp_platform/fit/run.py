@@ -79,8 +79,8 @@ def run_fit(request: FitRequest) -> int:
          "none (no channel names differ only by left/right: no horizontal flips)")
     _say("metric", why_metric)
     _say("search space", why_space)
-    _say("single run", f"trainer.max_epochs = {why_epochs}: a kp train run's length, and "
-         "every trial's")
+    _say("single run", f"trainer.max_epochs = {why_epochs}: the defaults' length on the "
+         "sweep's train/validation split, and every trial's")
 
     from kp_platform.tune.driver.runner import init_ray
     from kp_platform.tune.spec.settings import RaySettings
@@ -155,7 +155,8 @@ def _check_test_set(path: Path, facts: DataFacts) -> None:
 
 
 def _single_run_epochs(base: Config, facts: DataFacts) -> tuple[int, str]:
-    """The epochs a single `kp train` run of this data trains (`trainer.max_epochs: auto`)."""
+    """The epochs a run of the base config trains (`trainer.max_epochs: auto` on the sweep's
+    split, `base_overrides`)."""
     fraction = val_fraction_for(base.data.val_fraction, facts.images)
     train_ids, _ = split_train_val(list(range(facts.images)), fraction, base.data.split_seed)
     config, chosen = resolve_from_data(base, facts.channels, facts.single_instance,
