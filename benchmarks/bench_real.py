@@ -7,7 +7,8 @@ images under the folder), e.g. Lightning Pose's mirror-mouse example converted t
 
 For each training seed it runs `kp train` with only the data paths set (`data.train`; the
 validation images are split off the training set, `data.val_fraction`), then scores the
-checkpoint training chose (`best.ckpt`; `--checkpoint last`: the final weights, `last.ckpt`)
+checkpoint training kept (`best.ckpt`, by `eval.keep`: on a small set the final weights;
+`--checkpoint last`: the final weights, `last.ckpt`, whatever `eval.keep` says)
 on `test.json` with `kp eval`'s code at 5 and 10 px,
 and prints per keypoint and overall: mean and median top-1 error (the distance from the labelled
 point to the channel's best peak, in original pixels), PCK@5 and @10, the swap rate (the peak
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                         metavar="KEY=VALUE", help="config overrides on top of the defaults "
                         "(--set may repeat)")
     parser.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                        help="score best.ckpt (chosen on the validation split, the default) or "
+                        help="score best.ckpt (what training kept, eval.keep; the default) or "
                         "last.ckpt (the final weights)")
     parser.add_argument("--out", type=Path, default=None, help="write every figure as JSON")
     args = parser.parse_args(argv)

@@ -16,7 +16,8 @@ class EvaluationCheckpoint(pl.Callback):
     where `eval.keep` is `final`: the last epoch is always evaluated), and `last.ckpt` always.
 
     The score is the module's `best_score()` (the highest `val/map`, or the lowest
-    `val/mean_px_error`: `KeypointModule.best_metric`); `best_score` here is the best seen.
+    `val/mean_px_error`: `KeypointModule.best_metric`); `best_score` here is that of the
+    evaluation `best.ckpt` holds (the best seen, or the latest under `final`).
 
     Lightning's ModelCheckpoint insists on finding its monitored key after every validation; the
     AP exists only on evaluation epochs, so this callback compares fresh evaluations only and never
