@@ -92,7 +92,8 @@ def base_overrides(facts: DataFacts, input_size: list[int]) -> dict[str, Any]:
     """The base config's keys on top of the defaults: the data and what they decide. (The test
     set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.) The sweep
     ranks its trials on the validation split, so it holds out `VAL_FRACTION` even where a
-    single run of a small set would hold out less (`data.val_fraction: auto`)."""
+    single run of a small set would hold out less (`data.val_fraction: auto`); the defaults
+    alone do not (`single_run_overrides`)."""
     return {
         "data.train": str(facts.path.absolute()),
         "data.val_fraction": VAL_FRACTION,
@@ -156,8 +157,7 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
            f"{slots} at a time"]
 
     def plan(factor: int) -> Schedule:
-        grace = max(every, every * round(full_epochs / (16 if factor == 4 else 4) / every))
-        grace = min(grace, full_epochs)
+        grace = _grace_period(full_epochs, every, factor)
         cost = timing.startup_s + per_epoch * expected_epochs(full_epochs, grace, factor)
         # The first trial on each slot meets no rival at its rungs (asynchronous ASHA compares
         # with the trials already there), so that first round runs whole (seen on mirror-mouse:
@@ -191,10 +191,37 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
         f"{format_duration(seconds)} (one alone: {format_duration(whole)} on one slot), and "
         "shorter trials lose to one full-length run on small sets: the defaults alone, one "
         "trial with every slot's resources"
-        + (", stopped at the time limit if it has not ended (its best evaluation so far is "
-           "kept; the last epochs of its cosine schedule change little)"
+        + (", stopped at the time limit if it has not ended (the checkpoint it kept by its "
+           "last evaluation is used, eval.keep; the last epochs of its cosine schedule change "
+           "little)"
            if whole > seconds else "")
         + f"; a budget about {format_duration(need - seconds)} longer buys a search"])
+
+
+def single_run_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The base config of the defaults alone: with no trials to rank they hold out what a
+    single `kp train` holds out (`data.val_fraction: auto`: on a small set 5%, and the final
+    weights kept), not the sweep's `VAL_FRACTION`."""
+    return {key: value for key, value in overrides.items() if key != "data.val_fraction"}
+
+
+def as_single_run(plan: Schedule, epochs: int, why_epochs: str) -> Schedule:
+    """The defaults alone (`num_samples` 1) at a single run's length on its own split
+    (`single_run_overrides`): about as many optimiser steps as the planned trial, on more
+    images an epoch, so the plan's timing still holds."""
+    every = max(1, round(epochs / EVALUATIONS))
+    return dataclasses.replace(
+        plan, max_epochs=epochs, grace_period=_grace_period(epochs, every, 2), eval_every=every,
+        reasons=[*plan.reasons, "with no trials to rank, the defaults hold out what a single "
+                 f"`kp train` holds out (data.val_fraction auto): trainer.max_epochs = "
+                 f"{why_epochs}"])
+
+
+def _grace_period(full_epochs: int, every: int, factor: int) -> int:
+    """ASHA's first rung: 1/16 of the length for the many-trial factor 4, else 1/4; a multiple
+    of the evaluation period (every rung sees a fresh evaluation)."""
+    grace = max(every, every * round(full_epochs / (16 if factor == 4 else 4) / every))
+    return min(grace, full_epochs)
 
 
 def _explain(plan: Schedule, seconds: float, why: str) -> Schedule:

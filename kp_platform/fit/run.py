@@ -20,11 +20,13 @@ from kp_platform.fit.budget import format_duration
 from kp_platform.fit.inspect import DataFacts, inspect_data
 from kp_platform.fit.plan import (
     Schedule,
+    as_single_run,
     base_overrides,
     input_size_for,
     metric_for,
     schedule,
     search_space,
+    single_run_overrides,
 )
 
 SPACE_FILE = "space.yaml"
@@ -95,6 +97,10 @@ def run_fit(request: FitRequest) -> int:
     left = request.budget_s - (time.monotonic() - started)
     sweep_s = left - FINISH_RESERVE_S - FINISH_RESERVE_SHARE * request.budget_s
     plan = schedule(timing, sweep_s, slots, full_epochs)
+    if plan.num_samples == 1:
+        overrides = single_run_overrides(overrides)
+        plan = as_single_run(plan, *_single_run_epochs(apply_overrides(Config(), overrides),
+                                                        facts))
     for line in plan.reasons:
         _say("plan", line)
     space_file = write_space(request, overrides, space, metric, mode, plan, slots, sweep_s)
@@ -155,8 +161,8 @@ def _check_test_set(path: Path, facts: DataFacts) -> None:
 
 
 def _single_run_epochs(base: Config, facts: DataFacts) -> tuple[int, str]:
-    """The epochs a run of the base config trains (`trainer.max_epochs: auto` on the sweep's
-    split, `base_overrides`)."""
+    """The epochs a run of the base config trains (`trainer.max_epochs: auto` on the base's
+    split: the sweep's, `base_overrides`, or a single run's, `single_run_overrides`)."""
     fraction = val_fraction_for(base.data.val_fraction, facts.images)
     train_ids, _ = split_train_val(list(range(facts.images)), fraction, base.data.split_seed)
     config, chosen = resolve_from_data(base, facts.channels, facts.single_instance,

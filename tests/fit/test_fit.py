@@ -69,6 +69,8 @@ def test_the_sweep_file_is_a_normal_sweep_that_holds_every_decision(fitted):
         plan["grace_period"], plan["reduction_factor"], plan["max_epochs"])
     assert spec.metric == "val/mean_px_error" and spec.mode == "min"
     assert spec.base.data.input_size == [32, 32]
+    # A search ranks its trials on 20%; the defaults alone hold out what `kp train` does.
+    assert spec.base.data.val_fraction == (0.2 if spec.num_samples > 1 else "auto")
     assert 0 < spec.time_budget_s < BUDGET_S
     assert spec.experiment_dir == fitted["folder"].absolute() / "out"
     assert yaml.safe_load(path.read_text())["name"] == "out"

@@ -109,6 +109,23 @@ def test_a_budget_too_short_for_a_search_runs_the_defaults_alone_at_full_length(
         assert schedule(TIMING, seconds=seconds, slots=2, full_epochs=40).max_epochs == 40
 
 
+def test_the_defaults_alone_hold_out_what_a_single_run_holds_out():
+    from kp_platform.config import Config, apply_overrides
+    from kp_platform.fit.plan import as_single_run, base_overrides, single_run_overrides
+
+    sweep = base_overrides(_facts(), [256, 256])
+    alone = single_run_overrides(sweep)
+    assert sweep["data.val_fraction"] == 0.2 and "data.val_fraction" not in alone
+    assert apply_overrides(Config(), alone).data.val_fraction == "auto"
+    assert {k: v for k, v in sweep.items() if k != "data.val_fraction"} == alone
+    # Its length: the single run's epochs on that split, evaluated about 20 times.
+    plan = as_single_run(schedule(TIMING, seconds=100, slots=2, full_epochs=125), 112,
+                         "112 (68 training images)")
+    assert (plan.num_samples, plan.max_epochs, plan.eval_every) == (1, 112, 6)
+    assert plan.grace_period % plan.eval_every == 0 and plan.grace_period <= 112
+    assert "data.val_fraction auto" in plan.reasons[-1] and "112 (68" in plan.reasons[-1]
+
+
 def test_the_defaults_alone_say_how_much_longer_a_search_needs():
     plan = schedule(TIMING, seconds=130, slots=2, full_epochs=40)
     assert plan.num_samples == 1
