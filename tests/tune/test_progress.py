@@ -35,3 +35,21 @@ def test_the_end_table_takes_a_best_trial_without_a_conditional_parameter(
     found = re.match(r"sweep best val/map: [\d.]+ \(trial (\w+)\); base config \(trial (\w+),",
                      best)
     assert found and found[1] == found[2], best
+
+
+def test_tune_reads_the_drivers_slow_step_threshold():
+    """Tune reads `TUNE_WARN_THRESHOLD_S` when `ray.tune` is first imported: the driver's
+    modules must set it before they import Tune (a fresh interpreter, the variable unset)."""
+    import os
+    import subprocess
+    import sys
+
+    from kp_platform.tune.driver import SLOW_STEP_WARNING_S
+
+    env = {k: v for k, v in os.environ.items() if k != "TUNE_WARN_THRESHOLD_S"}
+    code = ("import kp_platform.tune.driver.progress\n"
+            "from ray.tune.utils.util import warn_if_slow\n"
+            "print(warn_if_slow.DEFAULT_THRESHOLD)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert float(out.split()[-1]) == SLOW_STEP_WARNING_S > 0.5

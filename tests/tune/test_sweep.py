@@ -149,6 +149,8 @@ def test_the_screen_shows_one_line_per_event_and_a_compact_table(sweep):
     last_event = max(i for i, line in enumerate(lines) if line.startswith("trial "))
     assert header > last_event
     assert max(len(line) for line in out.splitlines()) < 200
+    # without the system lines Tune passes the reporter: ASHA's brackets, resources in use
+    assert not re.search("Using AsyncHyperBand|Bracket:|Logical resource usage", out)
     # what each run prints stays in its folder
     assert "heatmap.stride" not in out + sweep["stderr"]
     for row in sweep["rows"].values():

@@ -47,6 +47,12 @@ class EndOfSweepReporter(CLIReporter):
         parameter (`when:`). The sweep's summary names its best trial instead."""
         super().setup(start_time=start_time, total_samples=total_samples, **kwargs)
 
+    def report(self, trials: list, done: bool, *sys_info: str) -> None:
+        """Tune's table without the system lines Tune passes (the scheduler's brackets and the
+        resources in use): the event lines and `kp sweep report` say what they would, in the
+        sweep's terms."""
+        super().report(trials, done)
+
     def should_report(self, trials: list, done: bool = False) -> bool:
         if done:
             return True
