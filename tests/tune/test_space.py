@@ -226,3 +226,13 @@ def test_top1_metrics_are_minimised(tmp_path):
         data = space_data(None, tmp_path / "sweeps", metric=metric, mode=mode)
         with pytest.raises(InputError, match=expected):
             load_space(write_space(tmp_path / "bad.yaml", data))
+
+
+def test_a_search_holds_out_the_share_that_ranks_trials(tmp_path):
+    """`data.val_fraction: auto` holds out 5% of a small set in a single run; a sweep of several
+    trials ranks them on the validation split, so it holds out 20%. A value set stays."""
+    assert load_space(_space(tmp_path, num_samples=4)).base.data.val_fraction == 0.2
+    assert load_space(_space(tmp_path, num_samples=1)).base.data.val_fraction == "auto"
+    chosen = load_space(_space(tmp_path, num_samples=4,
+                               base={"overrides": {"data.val_fraction": 0.1}}))
+    assert chosen.base.data.val_fraction == 0.1
