@@ -168,6 +168,8 @@ def train(
     best_name, _ = module.best_metric
     metrics = {
         "best": {best_name: checkpointing.best_score, "epoch": checkpointing.best_epoch},
+        # What best.ckpt holds: the best evaluation ("best") or the final weights ("final").
+        "keep": module.cfg.eval.keep,
         "last": module.last_metrics,
         "epochs": module.epochs_trained,
         "channels": module.channel_names,

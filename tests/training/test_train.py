@@ -39,7 +39,7 @@ def test_run_directory_contents(trained_run):
                                           "towel.corner3", "towel.grasp"}
     logged = [float(r["val/map"]) for r in _csv_rows(run_dir) if r.get("val/map")]
     # 8 validation images (eval.keep: auto = final): best.ckpt holds the last evaluation's weights
-    assert load_config(run_dir / "config.yaml").eval.keep == "final"
+    assert load_config(run_dir / "config.yaml").eval.keep == metrics["keep"] == "final"
     assert metrics["best"] == {"val/map": pytest.approx(logged[-1], rel=1e-6), "epoch": 1}
 
 
@@ -290,7 +290,7 @@ def test_best_by_map_keeps_the_highest_ap_even_with_top1_channels(tmp_path):
         "eval.best_by=map", "eval.keep=best", "logging.wandb.mode=disabled",
         "trainer.progress_bar=false"]))
     logged = [float(r["val/map"]) for r in _csv_rows(result.run_dir) if r.get("val/map")]
-    assert set(result.metrics["best"]) == {"val/map", "epoch"}
+    assert set(result.metrics["best"]) == {"val/map", "epoch"} and result.metrics["keep"] == "best"
     assert result.metrics["best"]["val/map"] == pytest.approx(max(logged), rel=1e-6)
 
 
@@ -309,6 +309,7 @@ def test_a_small_validation_split_keeps_the_final_weights(tmp_path, capsys):
     assert "data.val_fraction = 0.05 (1 of data.train's images held out" in printed
     assert "eval.keep = final (a validation set of 1 image" in printed
     assert result.metrics["best"]["epoch"] == 2  # the last epoch, whatever its score
+    assert result.metrics["keep"] == "final"
     best, last = read_checkpoint(result.best_checkpoint), read_checkpoint(result.last_checkpoint)
     assert best["epoch"] == last["epoch"]
     for name, tensor in last["state_dict"].items():
