@@ -236,3 +236,7 @@ def test_a_search_holds_out_the_share_that_ranks_trials(tmp_path):
     chosen = load_space(_space(tmp_path, num_samples=4,
                                base={"overrides": {"data.val_fraction": 0.1}}))
     assert chosen.base.data.val_fraction == 0.1
+    # with a validation file of its own nothing is split off: the setting stays as it was
+    own = load_space(_space(tmp_path, num_samples=4,
+                            base={"overrides": {"data.val": str(tmp_path / "val.json")}}))
+    assert own.base.data.val_fraction == "auto"

@@ -193,11 +193,13 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         "logging.wandb.project": spec.wandb.project or wandb_cfg.project,
         "logging.wandb.mode": spec.wandb.mode or wandb_cfg.mode,
         "logging.wandb.entity": spec.wandb.entity or wandb_cfg.entity,
-        # Trials are ranked on the validation split: where the base leaves the split to `auto`
-        # (5% of a small set in a single run, too few images to rank by), a search holds out
-        # VAL_FRACTION, as `kp fit` does. One trial ranks nothing and keeps the single run's.
+        # Trials are ranked on the validation split: where the base splits it off data.train
+        # and leaves its share to `auto` (5% of a small set in a single run, too few images to
+        # rank by), a search holds out VAL_FRACTION, as `kp fit` does (and as every sweep did
+        # before `auto`). One trial ranks nothing and keeps the single run's split.
         "data.val_fraction": (VAL_FRACTION if base.data.val_fraction == AUTO
-                              and spec.num_samples > 1 else base.data.val_fraction),
+                              and not base.data.val and spec.num_samples > 1
+                              else base.data.val_fraction),
     })
     _check_early_stopping(spec, source)
     _check_metric(spec, source)
