@@ -71,6 +71,12 @@ def val_fraction_for(setting: float | str, num_images: int) -> float:
     return SMALL_SET_VAL_FRACTION
 
 
+def eval_every_for(max_epochs: int) -> int:
+    """The `auto` evaluation period of a run of `max_epochs` epochs: about `EVALUATIONS`
+    evaluations in the run."""
+    return max(1, round(max_epochs / EVALUATIONS))
+
+
 def unet_depth_for(input_size: list[int]) -> int:
     """The `auto` unet depth for a [height, width] network input."""
     depth = 1
@@ -119,7 +125,7 @@ def resolve_from_data(config: Config, channel_names: list[str], single_instance:
             f"epochs, about {TARGET_STEPS} steps)")
     evaluation = config.eval
     if evaluation.eval_every == AUTO:
-        every = max(1, round(trainer.max_epochs / EVALUATIONS))
+        every = eval_every_for(trainer.max_epochs)
         evaluation = dataclasses.replace(evaluation, eval_every=every)
         chosen["eval.eval_every"] = f"{every} (about {EVALUATIONS} evaluations in the run)"
     if evaluation.top1_channels == AUTO:

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kp_platform.config import Config
-from kp_platform.config.auto import VAL_FRACTION, resolve_from_data, unet_depth_for
+from kp_platform.config.auto import (
+    VAL_FRACTION,
+    eval_every_for,
+    resolve_from_data,
+    unet_depth_for,
+)
 from kp_platform.errors import InputError
 from kp_platform.fit.budget import format_duration
 from kp_platform.fit.inspect import DataFacts
@@ -30,8 +35,6 @@ MIN_TRIAL_EPOCHS = 4
 initialisation."""
 MANY_TRIALS = 16
 """From this many trials on, ASHA's rungs follow the many-trial rule (`schedule`)."""
-EVALUATIONS = 20
-"""A full-length trial evaluates about this many times (the same as a single run)."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
     Raises:
         InputError: not even one trial of `MIN_TRIAL_EPOCHS` fits; says the minimum.
     """
-    every = max(1, round(full_epochs / EVALUATIONS))
+    every = eval_every_for(full_epochs)  # a full-length trial evaluates as a single run does
     per_epoch = timing.epoch_s + timing.eval_s / every
     whole = timing.startup_s + per_epoch * full_epochs  # a trial that goes the whole way
     why = [f"a trial: {timing.startup_s:.0f} s to start, {per_epoch:.1f} s an epoch (training "
@@ -209,7 +212,7 @@ def as_single_run(plan: Schedule, epochs: int, why_epochs: str) -> Schedule:
     """The defaults alone (`num_samples` 1) at a single run's length on its own split
     (`single_run_overrides`): about as many optimiser steps as the planned trial, on more
     images an epoch, so the plan's timing still holds."""
-    every = max(1, round(epochs / EVALUATIONS))
+    every = eval_every_for(epochs)
     return dataclasses.replace(
         plan, max_epochs=epochs, grace_period=_grace_period(epochs, every, 2), eval_every=every,
         reasons=[*plan.reasons, "with no trials to rank, the defaults hold out what a single "
