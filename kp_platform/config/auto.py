@@ -71,6 +71,19 @@ def val_fraction_for(setting: float | str, num_images: int) -> float:
     return SMALL_SET_VAL_FRACTION
 
 
+def search_val_fraction(config: Config, ranking: bool) -> float | str:
+    """The `data.val_fraction` a sweep runs its base `config` with; `ranking`: whether it ranks
+    several trials. Trials are ranked on the validation split: where the base splits it off
+    `data.train` and leaves its share to `auto` (5% of a small set in a single run, too few
+    images to rank by), a sweep of several trials holds out `VAL_FRACTION`. One trial ranks
+    nothing and keeps the single run's split; a set share, or a validation file of its own, is
+    kept."""
+    data = config.data
+    if data.val_fraction == AUTO and not data.val and ranking:
+        return VAL_FRACTION
+    return data.val_fraction
+
+
 def eval_every_for(max_epochs: int) -> int:
     """The `auto` evaluation period of a run of `max_epochs` epochs: about `EVALUATIONS`
     evaluations in the run."""

@@ -13,7 +13,6 @@ from typing import Any
 
 from kp_platform.config import Config
 from kp_platform.config.auto import (
-    VAL_FRACTION,
     eval_every_for,
     resolve_from_data,
     unet_depth_for,
@@ -93,13 +92,10 @@ def metric_for(facts: DataFacts) -> tuple[str, str, str]:
 
 def base_overrides(facts: DataFacts, input_size: list[int]) -> dict[str, Any]:
     """The base config's keys on top of the defaults: the data and what they decide. (The test
-    set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.) The sweep
-    ranks its trials on the validation split, so it holds out `VAL_FRACTION` even where a
-    single run of a small set would hold out less (`data.val_fraction: auto`); the defaults
-    alone do not (`single_run_overrides`)."""
+    set stays out: `kp fit` scores only the best checkpoint on it, after the sweep.) The
+    validation split is the sweep's to decide (`search_val_fraction`)."""
     return {
         "data.train": str(facts.path.absolute()),
-        "data.val_fraction": VAL_FRACTION,
         "data.input_size": input_size,
         "data.flip_pairs": facts.flip_pairs,
     }
@@ -201,17 +197,10 @@ def schedule(timing: Timing, seconds: float, slots: int, full_epochs: int) -> Sc
         + f"; a budget about {format_duration(need - seconds)} longer buys a search"])
 
 
-def single_run_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The base config of the defaults alone: with no trials to rank they hold out what a
-    single `kp train` holds out (`data.val_fraction: auto`: on a small set 5%, and the final
-    weights kept), not the sweep's `VAL_FRACTION`."""
-    return {key: value for key, value in overrides.items() if key != "data.val_fraction"}
-
-
 def as_single_run(plan: Schedule, epochs: int, why_epochs: str) -> Schedule:
-    """The defaults alone (`num_samples` 1) at a single run's length on its own split
-    (`single_run_overrides`): about as many optimiser steps as the planned trial, on more
-    images an epoch, so the plan's timing still holds."""
+    """The defaults alone (`num_samples` 1) at a single run's length on its own split (a sweep
+    of one trial keeps it, `search_val_fraction`): about as many optimiser steps as the
+    planned trial, on more images an epoch, so the plan's timing still holds."""
     every = eval_every_for(epochs)
     return dataclasses.replace(
         plan, max_epochs=epochs, grace_period=_grace_period(epochs, every, 2), eval_every=every,

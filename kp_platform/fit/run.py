@@ -13,7 +13,11 @@ from typing import Any
 import yaml
 
 from kp_platform.config import Config, apply_overrides, config_to_dict
-from kp_platform.config.auto import resolve_from_data, val_fraction_for
+from kp_platform.config.auto import (
+    resolve_from_data,
+    search_val_fraction,
+    val_fraction_for,
+)
 from kp_platform.data import CocoKeypoints, resolve_channels, split_train_val
 from kp_platform.errors import InputError
 from kp_platform.fit.budget import format_duration
@@ -26,7 +30,6 @@ from kp_platform.fit.plan import (
     metric_for,
     schedule,
     search_space,
-    single_run_overrides,
 )
 
 SPACE_FILE = "space.yaml"
@@ -71,7 +74,10 @@ def run_fit(request: FitRequest) -> int:
     space, why_space = search_space(input_size)
     overrides = base_overrides(facts, input_size)
     base = apply_overrides(Config(), overrides)
-    full_epochs, why_epochs = _single_run_epochs(base, facts)
+    # Calibration times a trial of a search, on the split the search ranks its trials by.
+    searching = apply_overrides(
+        base, {"data.val_fraction": search_val_fraction(base, ranking=True)})
+    full_epochs, why_epochs = _single_run_epochs(searching, facts)
     _say("data", f"{facts.path}: {facts.images} images, {facts.keypoints} keypoints, "
          f"{len(facts.channels)} channels ({len(facts.single_instance)} with at most one "
          "keypoint per image)")
@@ -93,14 +99,13 @@ def run_fit(request: FitRequest) -> int:
          f"{request.cpus_per_trial:g} CPU and {request.gpus_per_trial:g} GPU ...")
     from kp_platform.fit.calibrate import calibrate
 
-    timing = calibrate(config_to_dict(base), request.cpus_per_trial, request.gpus_per_trial)
+    timing = calibrate(config_to_dict(searching), request.cpus_per_trial,
+                       request.gpus_per_trial)
     left = request.budget_s - (time.monotonic() - started)
     sweep_s = left - FINISH_RESERVE_S - FINISH_RESERVE_SHARE * request.budget_s
     plan = schedule(timing, sweep_s, slots, full_epochs)
     if plan.num_samples == 1:
-        overrides = single_run_overrides(overrides)
-        plan = as_single_run(plan, *_single_run_epochs(apply_overrides(Config(), overrides),
-                                                        facts))
+        plan = as_single_run(plan, *_single_run_epochs(base, facts))
     for line in plan.reasons:
         _say("plan", line)
     space_file = write_space(request, overrides, space, metric, mode, plan, slots, sweep_s)
@@ -162,7 +167,7 @@ def _check_test_set(path: Path, facts: DataFacts) -> None:
 
 def _single_run_epochs(base: Config, facts: DataFacts) -> tuple[int, str]:
     """The epochs a run of the base config trains (`trainer.max_epochs: auto` on the base's
-    split: the sweep's, `base_overrides`, or a single run's, `single_run_overrides`)."""
+    split: a search's, `search_val_fraction`, or a single run's)."""
     fraction = val_fraction_for(base.data.val_fraction, facts.images)
     train_ids, _ = split_train_val(list(range(facts.images)), fraction, base.data.split_seed)
     config, chosen = resolve_from_data(base, facts.channels, facts.single_instance,

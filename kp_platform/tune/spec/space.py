@@ -27,10 +27,9 @@ from kp_platform.config import (
     set_dotted,
     unknown,
 )
-from kp_platform.config.auto import VAL_FRACTION, resolve_auto
+from kp_platform.config.auto import resolve_auto, search_val_fraction
 from kp_platform.config.overrides import dataclass_key_type
 from kp_platform.config.reading import check_keys, read_dataclass
-from kp_platform.config.schema import AUTO
 from kp_platform.errors import InputError
 from kp_platform.tune.spec.parameters import Parameter, parse_parameter
 from kp_platform.tune.spec.settings import (
@@ -193,13 +192,7 @@ def load_space(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         "logging.wandb.project": spec.wandb.project or wandb_cfg.project,
         "logging.wandb.mode": spec.wandb.mode or wandb_cfg.mode,
         "logging.wandb.entity": spec.wandb.entity or wandb_cfg.entity,
-        # Trials are ranked on the validation split: where the base splits it off data.train
-        # and leaves its share to `auto` (5% of a small set in a single run, too few images to
-        # rank by), a search holds out VAL_FRACTION, as `kp fit` does (and as every sweep did
-        # before `auto`). One trial ranks nothing and keeps the single run's split.
-        "data.val_fraction": (VAL_FRACTION if base.data.val_fraction == AUTO
-                              and not base.data.val and spec.num_samples > 1
-                              else base.data.val_fraction),
+        "data.val_fraction": search_val_fraction(base, ranking=spec.num_samples > 1),
     })
     _check_early_stopping(spec, source)
     _check_metric(spec, source)
