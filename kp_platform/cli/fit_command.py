@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _fit(args: argparse.Namespace) -> int:
     from kp_platform.fit.budget import parse_duration
-    from kp_platform.fit.run import FitRequest, run_fit
+    from kp_platform.tune.driver.runner import choose_token_auth
 
     budget = parse_duration(args.budget)
     train = Path(args.train)
@@ -55,6 +55,9 @@ def _fit(args: argparse.Namespace) -> int:
                                                             or "fit")
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
+    choose_token_auth()  # before anything imports Ray
+    from kp_platform.fit.run import FitRequest, run_fit
+
     return run_fit(FitRequest(train=train, test=Path(args.test) if args.test else None,
                               budget_s=budget, folder=folder,
                               cpus_per_trial=args.cpus_per_trial,

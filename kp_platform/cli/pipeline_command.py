@@ -36,6 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kp_platform.tune.driver.runner import choose_token_auth
+
+    choose_token_auth()  # before anything imports Ray: a sweep stage starts it
     from kp_platform.pipeline import StageFailed, load_pipeline, run_pipeline, validate
     from kp_platform.pipeline.results import format_table
 

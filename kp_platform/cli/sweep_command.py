@@ -87,8 +87,10 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from kp_platform.tune.driver.runner import choose_token_auth, run_sweep
+
+    choose_token_auth()  # before anything imports Ray
     from kp_platform.tune import load_space
-    from kp_platform.tune.driver.runner import run_sweep
     from kp_platform.tune.results.summary import finish_sweep
 
     spec = load_space(args.space, args.overrides)

@@ -118,8 +118,9 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     experiment = tmp_path / "sweeps" / "kill"
     kp = [str(Path(sys.executable).parent / "kp"), "sweep", "run", str(space)]
     # The driver runs its own embedded Ray, in a temp dir of its own (a killed head's leftovers
-    # must not reach the test session's Ray).
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp}
+    # must not reach the test session's Ray). Ray's token-authentication mode is left to kp.
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"},
+           "RAY_TMPDIR": ray_tmp}
     log = (tmp_path / "first.log").open("w")
     driver = subprocess.Popen(kp, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
@@ -132,6 +133,8 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
     second = subprocess.run(kp, cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=400, check=False)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    # kp states token authentication for its embedded Ray: no warning from Ray about the mode
+    assert "Token authentication" not in second.stdout + second.stderr
 
     rows = collect_trials(experiment)
     assert [r.status for r in rows] == ["completed", "completed"]

@@ -7,6 +7,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,22 @@ from kp_platform.tune.spec.settings import RaySettings
 from kp_platform.tune.spec.space import SweepSpec
 from kp_platform.tune.storage import open_storage, study_location, write_study_file
 
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
+"""Ray's token-authentication switch (`token` or `disabled`)."""
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
 """Ray Tune's controller logger: it logs each failed trial attempt with its traceback."""
+
+
+def choose_token_auth() -> None:
+    """Token authentication for the embedded Ray this process may start, set by Ray's own
+    switch (`RAY_AUTH_MODE=token`, as on the project's clusters) instead of left to Ray's default
+    for a new local cluster: the same mode, without the warning line Ray logs on every start
+    when the switch is unset. Call it before Ray is imported: Ray reads the mode at import, and
+    set later the driver and the cluster it starts disagree and cannot connect. Nothing changes
+    where Ray is already imported, the mode is set, or `RAY_ADDRESS` names a cluster (whose mode
+    is its own)."""
+    if "ray" not in sys.modules and not os.environ.get("RAY_ADDRESS"):
+        os.environ.setdefault(AUTH_MODE_VAR, "token")
 
 
 def init_ray(settings: RaySettings) -> None:
