@@ -1,8 +1,9 @@
-"""`kp train CONFIG.yaml [key=value ...] [--resume RUN_DIR] [--init-from CKPT]`."""
+"""`kp train [CONFIG.yaml] [key=value ...] [--resume RUN_DIR] [--init-from CKPT]`."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -20,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", metavar="CONFIG.yaml",
                         help="a config file; keys it leaves out keep their defaults "
-                        "(configs/demo.yaml is one)")
+                        "(configs/demo.yaml is one). Leave it out to start from the defaults "
+                        "alone: kp train data.train=PATH")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config keys on top of the file (data.train=PATH, optim.lr=1e-3)")
     parser.add_argument("--resume", metavar="RUN_DIR", default=None,
@@ -35,13 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def resolve_config(args: argparse.Namespace) -> Any:
-    """The run's config: defaults, CONFIG.yaml, then the key=value overrides (a `Config`)."""
+    """The run's config: defaults, CONFIG.yaml, then the key=value overrides (a `Config`). A
+    first argument of the form key=value that names no file is the first override, on the
+    defaults alone."""
     from kp_platform.config import load_config
 
-    overrides = list(args.overrides)
+    config_file, overrides = args.config, list(args.overrides)
+    if "=" in config_file and not Path(config_file).exists():
+        config_file, overrides = None, [config_file, *overrides]
     if args.init_from:
         overrides.append(f"model.init_from={args.init_from}")
-    return load_config(args.config, overrides)
+    return load_config(config_file, overrides)
 
 
 def run_train(args: argparse.Namespace) -> int:

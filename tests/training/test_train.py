@@ -191,6 +191,15 @@ def test_kp_train_command(synth_data, tmp_path, run_kp):
     assert f"run: {tmp_path / 'default'}" in out
     code, _, err = run_kp("train", config, "optim.lrr=1")
     assert code == 2 and "did you mean 'optim.lr'" in err
+    # no config file: the defaults alone, the first key=value an override like the rest
+    code, out, err = run_kp("train", *args, "model.backbone=unet_tiny", "trainer.name=bare")
+    assert code == 0, err
+    assert f"run: {tmp_path / 'bare'}" in out
+    saved = yaml.safe_load((tmp_path / "bare" / "config.yaml").read_text())
+    assert saved["model"]["backbone"] == "unet_tiny"
+    assert saved["data"]["train"] == str(synth_data["train"])
+    code, _, err = run_kp("train", tmp_path / "nope.yaml")
+    assert code == 2 and "nope.yaml" in err
 
 
 def test_kp_train_prints_no_lightning_banner(synth_data, tmp_path):
