@@ -35,14 +35,15 @@ DEMO_PIPELINE := pipelines/demo
 # every data file first): the sweep (Optuna TPE, ASHA, a wandb run per trial, the best
 # checkpoint registered as demo-sweep-best), a fine-tune of its best on 40 real-domain images,
 # both scored side by side on 100 held-out real-domain images and the fine-tuned detector's
-# predictions drawn on them (predictions.png); then the sweep's report.
+# predictions drawn on them (predictions.png); then the sweep's report (--brief: without the trial
+# table Tune printed at the sweep's end).
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1
 	$(BIN)/kp data synth $(DEMO_DIR)/real_train --domain real --num-images 40 --image-size 128 --seed 2
 	rm -rf $(DEMO_PIPELINE)
 	$(BIN)/kp pipeline search_spaces/pipelines/demo.yaml
-	$(BIN)/kp sweep report $(DEMO_PIPELINE)/sweep/demo-sweep
+	$(BIN)/kp sweep report --brief $(DEMO_PIPELINE)/sweep/demo-sweep
 
 test: install-test
 	$(BIN)/python -m pytest -q

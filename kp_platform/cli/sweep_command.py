@@ -53,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--plot", metavar="PNG", default=None,
                         help="where to write the plot (default: DIR/<metric>.png, e.g. "
                         "DIR/val_map.png)")
+    report.add_argument("--brief", action="store_true",
+                        help="leave out what the sweep printed while it ran: the trial table "
+                        "(Tune's, at the sweep's end) and a line per trial ASHA stopped")
     report.add_argument("--out", metavar="REPORT.json", default=None,
                         help="also write the rows and curves as JSON to this file")
     report.set_defaults(func=_report)
@@ -101,7 +104,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from kp_platform.tune.results.report import make_report, write_summary
 
-    report = make_report(args.experiment, args.plot)
+    report = make_report(args.experiment, args.plot, brief=args.brief)
     print(report.text)
     print()
     print(where_everything_is(args.experiment, report.plots))

@@ -240,6 +240,13 @@ def test_report_command(sweep, run_kp, tmp_path, monkeypatch):
     # the closing lines say where everything is
     assert f"best checkpoint: {Path('main') / 'best' / 'best.ckpt'}" in out
     assert "kp sweep sync main" in out and "kp sweep dashboard main" in out
+    # --brief (make demo's): what the sweep printed while it ran is left out, the rest stays
+    code, brief, err = run_kp("sweep", "report", sweep["dir"].name, "--brief")
+    assert code == 0, err
+    assert not any(line.split()[:1] == ["trial"] for line in brief.splitlines())
+    assert f"base config (trial {base.trial_id}, completed): {base.best:.4f}" in brief
+    assert f"epoch 2: {reached} trials reached it, {len(stopped)} stopped" in brief
+    assert "stopped at epoch" not in brief and "best checkpoint:" in brief
 
 
 def test_sync(sweep, run_kp, tmp_path, monkeypatch):

@@ -222,8 +222,9 @@ def rung_cutoffs(decisions: list[Any], reduction_factor: float,
 
 
 def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = METRIC,
-                 mode: str = "max") -> str:
-    """ASHA's rungs: how many trials each saw and stopped, its cut-off, who stopped where."""
+                 mode: str = "max", per_trial: bool = True) -> str:
+    """ASHA's rungs: how many trials each saw and stopped, its cut-off, and (`per_trial`) who
+    stopped where."""
     if not decisions:
         return "ASHA rungs: none recorded (scheduler fifo, or no trial reached a rung)"
     worse = "above" if mode == "min" else "below"
@@ -236,7 +237,7 @@ def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = ME
         lines.append(f"  epoch {rung}: {len(at_rung)} trials reached it, {stopped} stopped; "
                      f"cut-off now {cutoff:.4f}")
     for d in decisions:
-        if d.stopped:
+        if d.stopped and per_trial:
             lines.append(f"  trial {d.trial_id} stopped at epoch {d.rung}: {metric} "
                          f"{d.value:.4f} {'>' if mode == 'min' else '<'} cut-off "
                          f"{d.cutoff:.4f}")
@@ -252,7 +253,8 @@ class Report:
     plots: list[Path]
 
 
-def make_report(experiment: str | Path, plot: str | Path | None = None) -> Report:
+def make_report(experiment: str | Path, plot: str | Path | None = None,
+                brief: bool = False) -> Report:
     """Reads an experiment folder and writes its PNGs: the curves, and the importances.
 
     The metric and mode are the sweep's own (its `space.yaml` copy in the folder).
@@ -261,6 +263,8 @@ def make_report(experiment: str | Path, plot: str | Path | None = None) -> Repor
         experiment: The experiment folder.
         plot: Where the curves go (default `<experiment>/<metric>.png` with `/` as `_`:
             `val_map.png`); the importances go beside it as `importances.png`.
+        brief: Leave out of the text what the sweep printed while it ran: the trial table
+            (Tune's at the sweep's end) and a line per trial that ASHA stopped.
     """
     from kp_platform.tune.results.importance import format_importances, parameter_importances
     from kp_platform.tune.results.plot import plot_curves, plot_importances
@@ -282,7 +286,9 @@ def make_report(experiment: str | Path, plot: str | Path | None = None) -> Repor
     if importances is not None:
         plots.append(plot_importances(importances.values, plot.parent / "importances.png",
                                       f"parameter importance (fANOVA on {importances.target})"))
-    text = "\n\n".join([format_table(rows, metric), format_base_vs_best(rows, metric, mode),
-                        format_rungs(decisions, reduction_factor, metric, mode),
-                        format_importances(importances)])
+    sections = [] if brief else [format_table(rows, metric)]
+    sections += [format_base_vs_best(rows, metric, mode),
+                 format_rungs(decisions, reduction_factor, metric, mode, per_trial=not brief),
+                 format_importances(importances)]
+    text = "\n\n".join(sections)
     return Report(rows=rows, text=text, plots=plots)
