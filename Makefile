@@ -35,8 +35,8 @@ DEMO_PIPELINE := pipelines/demo
 # every data file first): the sweep (Optuna TPE, ASHA, a wandb run per trial, the best
 # checkpoint registered as demo-sweep-best), a fine-tune of its best on 40 real-domain images,
 # both scored side by side on 100 held-out real-domain images and the fine-tuned detector's
-# predictions drawn on them (predictions.png); then the sweep's report (--brief: without the trial
-# table Tune printed at the sweep's end).
+# predictions drawn on them (predictions.png); then the sweep's report (--brief: without its own
+# trial table, which would repeat the one Tune printed as the sweep ended).
 demo: install
 	$(BIN)/kp data synth $(DEMO_DIR)/synthetic --domain synthetic --num-images 500 --image-size 128 --seed 0
 	$(BIN)/kp data synth $(DEMO_DIR)/real --domain real --num-images 100 --image-size 128 --seed 1

@@ -236,8 +236,8 @@ def format_rungs(decisions: list[Any], reduction_factor: float, metric: str = ME
         stopped = sum(d.stopped for d in at_rung)
         lines.append(f"  epoch {rung}: {len(at_rung)} trials reached it, {stopped} stopped; "
                      f"cut-off now {cutoff:.4f}")
-    for d in decisions:
-        if d.stopped and per_trial:
+    for d in decisions if per_trial else []:
+        if d.stopped:
             lines.append(f"  trial {d.trial_id} stopped at epoch {d.rung}: {metric} "
                          f"{d.value:.4f} {'>' if mode == 'min' else '<'} cut-off "
                          f"{d.cutoff:.4f}")
