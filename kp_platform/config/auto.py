@@ -48,59 +48,16 @@ SMALL_SET_VAL_FRACTION = 0.05
 """What Lightning Pose (`val_prob`) and DeepLabCut (a 95% training fraction) hold out."""
 
 
-def default_augmentation(flip_pairs: list[list[str]],
-                         input_size: list[int]) -> list[dict[str, Any]]:
-    """`data.augment: auto`: the geometric transforms (`geometric_augmentation`), then the
-    appearance ones (`appearance_augmentation`) for a network input of `input_size`."""
-    return geometric_augmentation(flip_pairs) + appearance_augmentation(input_size)
-
-
-def geometric_augmentation(flip_pairs: list[list[str]]) -> list[dict[str, Any]]:
-    """A random rotation (±20°), scale (0.85-1.15) and shift (±5%) in half of the training
-    images, and a horizontal flip in half of them when `data.flip_pairs` declares which channels
-    a flip swaps (without pairs a flip would teach left = right)."""
+def default_augmentation(flip_pairs: list[list[str]]) -> list[dict[str, Any]]:
+    """`data.augment: auto`: a random rotation (±20°), scale (0.85-1.15) and shift (±5%) in half
+    of the training images, and a horizontal flip in half of them when `data.flip_pairs`
+    declares which channels a flip swaps (without pairs a flip would teach left = right)."""
     transforms: list[dict[str, Any]] = [
         {"name": "Affine", "rotate": [-20, 20], "scale": [0.85, 1.15],
          "translate_percent": [-0.05, 0.05], "p": 0.5}]
     if flip_pairs:
         transforms.append({"name": "HorizontalFlip", "p": 0.5})
     return transforms
-
-
-def appearance_augmentation(input_size: list[int]) -> list[dict[str, Any]]:
-    """Transforms that change how an image looks and leave its keypoints where they are: the
-    appearance part of the pipeline Lightning Pose calls `dlc` (after DeepLabCut's defaults),
-    with its probabilities: in half of the images each, motion blur, black specks over under 1%
-    of the image, a few bright and a few dark blobs (it adds those because a bright reflection
-    can pass for a paw) and a slight elastic warp; in a tenth each, histogram equalisation,
-    CLAHE and an emboss. Sizes are fractions of the input's shorter side, so they mean the same
-    at any input size.
-
-    On few labelled frames a network learns the frames: on mirror-mouse (68 training frames,
-    benchmarks/RESULTS.md) it placed the paws of its training frames within 2.2 px and swapped
-    look-alike paws on new ones (6.36-7.70 px mean top-1 error, 3 seeds). With these
-    transforms: 6.19-6.54 px on the same seeds in the same time. The specks and blobs alone
-    gave 6.25-9.11 px: the whole set counts, not one part. The price: on the synthetic quads
-    benchmark `val/map` 0.85 comes 1-4 epochs later on most seeds."""
-    side = min(input_size)
-
-    def pixels(low: float, high: float) -> list[int]:
-        return [max(1, round(low * side)), max(1, round(high * side))]
-
-    def holes(count: list[int], size: list[int], fill: int) -> dict[str, Any]:
-        return {"name": "CoarseDropout", "num_holes_range": count, "hole_height_range": size,
-                "hole_width_range": size, "fill": fill, "p": 0.5}
-
-    return [
-        {"name": "MotionBlur", "blur_limit": 5, "p": 0.5},
-        holes([150, 300], pixels(0.004, 0.012), 0),   # specks: 1-3 px at 256²
-        holes([4, 16], pixels(0.024, 0.051), 255),    # bright blobs: 6-13 px at 256²
-        holes([4, 16], pixels(0.024, 0.051), 0),      # dark blobs
-        {"name": "ElasticTransform", "alpha": 10, "sigma": 5, "p": 0.5},
-        {"name": "Equalize", "p": 0.1},
-        {"name": "CLAHE", "p": 0.1},
-        {"name": "Emboss", "alpha": [0, 0.5], "strength": [0.5, 1.5], "p": 0.1},
-    ]
 
 
 def val_fraction_for(setting: float | str, num_images: int) -> float:
@@ -249,11 +206,10 @@ def resolve_auto(config: Config) -> tuple[Config, dict[str, str]]:
         chosen["model.depth"] = f"{depth} ({reason})"
     data = config.data
     if data.augment == AUTO:
-        data = dataclasses.replace(
-            data, augment=default_augmentation(data.flip_pairs, data.input_size))
+        data = dataclasses.replace(data, augment=default_augmentation(data.flip_pairs))
+        names = " + ".join(t["name"] for t in data.augment)
         chosen["data.augment"] = (
-            "rotation ±20°, scale 0.85-1.15, shift ±5%"
-            + (", flips swapping data.flip_pairs" if data.flip_pairs else
-               " (no flip: no data.flip_pairs)")
-            + "; motion blur, specks, bright and dark blobs, elastic warp, contrast changes")
+            f"{names} (rotation ±20°, scale 0.85-1.15, shift ±5%"
+            + (", flips swapping data.flip_pairs)" if data.flip_pairs else
+               "; no flip: no data.flip_pairs)"))
     return dataclasses.replace(config, heatmap=heatmap, model=model, data=data), chosen
