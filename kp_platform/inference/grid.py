@@ -3,7 +3,9 @@
 Each panel shows one image of a COCO dataset with the labelled points (hollow circles) and the
 detector's predictions (crosses), one colour per channel, and a legend naming the channels. A
 top-1 channel (one keypoint per image) shows its best peak; other channels show every peak above
-the checkpoint's score threshold.
+the checkpoint's score threshold, each cross as large and as opaque as its score: a detector's
+confident peaks stand out from the weak ones it also returns (most peaks of a young detector
+score 0.1-0.3).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -57,20 +60,29 @@ def render_prediction_grid(detector: Detector, coco_json: str | Path, path: str 
             if len(peaks):
                 # Predictions come in the labels' convention; the labels here are in pixel
                 # centres (imshow's too).
-                axes.scatter(peaks[:, 0] - coco.offset, peaks[:, 1] - coco.offset, s=40,
-                             marker="x", color=[colours[c]], linewidths=1.2)
+                sizes, opacities = score_style(peaks[:, 2])
+                axes.scatter(peaks[:, 0] - coco.offset, peaks[:, 1] - coco.offset, s=sizes,
+                             marker="x", color=[colours[c]], alpha=opacities, linewidths=1.2)
         axes.set_title(image.file_name, fontsize=8)
         axes.set_axis_off()
     legend = [Line2D([], [], color=colours[c], marker="s", linestyle="", label=name)
               for c, name in enumerate(channels.names)]
     legend += [Line2D([], [], color="black", marker="o", markerfacecolor="none", linestyle="",
                       label="labelled"),
-               Line2D([], [], color="black", marker="x", linestyle="", label="predicted")]
+               Line2D([], [], color="black", marker="x", linestyle="",
+                      label="predicted\n(size, opacity: score)")]
     figure.legend(handles=legend, loc="outside right upper", fontsize=8, frameon=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
+
+
+def score_style(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Marker areas (points²) and opacities for peaks of these scores: 15 and 0.25 at score 0,
+    growing linearly to 100 and 1 at score 1 (scores outside [0, 1] are clipped)."""
+    scores = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
+    return 15.0 + 85.0 * scores, 0.25 + 0.75 * scores
 
 
 def _channel_colours(count: int) -> list[tuple[float, float, float, float]]:

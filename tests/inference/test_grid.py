@@ -33,3 +33,12 @@ def test_render_and_the_other_modes_flags_are_refused(trained_run, synth_data, r
                           synth_data["val"], "--visible-only")
     assert code == 2 and "--visible-only and --pixel-origin go with --gt/--pred" in err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_confident_peak_is_drawn_larger_and_more_opaque_than_a_weak_one():
+    from kp_platform.inference.grid import score_style
+
+    sizes, opacities = score_style(np.array([-0.5, 0.1, 0.6, 1.0, 2.0]))
+    assert sizes[0] == 15.0 and sizes[3] == sizes[4] == 100.0  # clipped to [0, 1]
+    assert np.all(np.diff(sizes[:4]) > 0) and np.all(np.diff(opacities[:4]) > 0)
+    assert opacities[0] == 0.25 and opacities[4] == 1.0
