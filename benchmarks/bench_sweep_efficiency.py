@@ -21,7 +21,9 @@ smaller sweeps: ASHA's saving and its safety depend on how many trials it sees.
 
 Goal (issue 12): the no-stopping best within 0.02 on at most 40% of the trial-epochs.
 
-    .venv/bin/python benchmarks/bench_sweep_efficiency.py                   # 20-25 min
+    .venv/bin/python benchmarks/bench_sweep_efficiency.py                   # the demo's trials
+    # (20-25 min with its 6-epoch trials at 128²; since 2026-12-07 they run up to 40 epochs at
+    # 64², each epoch a third of the time: about twice that, not timed)
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 40 --max-epochs 10 \
         --eval-every 1 --set data.input_size=[64,64]                        # about 45 min
     .venv/bin/python benchmarks/bench_sweep_efficiency.py --configs 4 --max-epochs 4 \
