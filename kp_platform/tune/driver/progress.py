@@ -83,7 +83,8 @@ def short_name(key: str) -> str:
 
 
 class SweepEvents(Callback):
-    """One line per trial event on stdout.
+    """One line per trial event on stdout (the evaluation at which ASHA stops a trial is told
+    once, by the stop line).
 
     Args:
         spec: The sweep (its metric and parameters).
@@ -103,9 +104,17 @@ class SweepEvents(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        if self.metric in result:
+        if self.metric in result and not self._stopped_here(trial.trial_id):
             self._say(f"trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
                       f"{self.metric} {_show(result[self.metric])}")
+
+    def _stopped_here(self, trial_id: str) -> bool:
+        """Whether ASHA stopped the trial at this result: Tune asks the scheduler before it
+        calls back (a stopped trial reports nothing after), and the stop line that follows
+        gives the same epoch and value."""
+        decision = next((d for d in reversed(getattr(self.scheduler, "decisions", []))
+                         if d.trial_id == trial_id), None)
+        return decision is not None and decision.stopped
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         stop = next((d for d in getattr(self.scheduler, "decisions", [])
