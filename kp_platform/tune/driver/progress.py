@@ -20,6 +20,7 @@ from typing import Any
 
 from ray.tune import Callback, CLIReporter
 
+from kp_platform.tune.experiment import RungDecision
 from kp_platform.tune.spec.space import SweepSpec
 
 TABLE_EVERY_S = 600
@@ -104,27 +105,26 @@ class SweepEvents(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        if self.metric in result and not self._stopped_here(trial.trial_id):
+        # Tune asks the scheduler before it calls back, so the evaluation that got a trial
+        # stopped already has its decision: the stop line that follows gives the same epoch
+        # and value (a stopped trial reports nothing after).
+        if self.metric in result and self._stop(trial.trial_id) is None:
             self._say(f"trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
                       f"{self.metric} {_show(result[self.metric])}")
 
-    def _stopped_here(self, trial_id: str) -> bool:
-        """Whether ASHA stopped the trial at this result: Tune asks the scheduler before it
-        calls back (a stopped trial reports nothing after), and the stop line that follows
-        gives the same epoch and value."""
-        decision = next((d for d in reversed(getattr(self.scheduler, "decisions", []))
-                         if d.trial_id == trial_id), None)
-        return decision is not None and decision.stopped
-
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        stop = next((d for d in getattr(self.scheduler, "decisions", [])
-                     if d.trial_id == trial.trial_id and d.stopped), None)
+        stop = self._stop(trial.trial_id)
         if stop is None:
             self._say(f"trial {trial.trial_id} completed")
         else:
             self._say(f"trial {trial.trial_id} stopped by ASHA at epoch {stop.rung}: "
                       f"{self.metric} {_show(stop.value)} against the rung's cut-off "
                       f"{_show(stop.cutoff)}")
+
+    def _stop(self, trial_id: str) -> RungDecision | None:
+        """The rung decision that stopped the trial, or None."""
+        return next((d for d in getattr(self.scheduler, "decisions", [])
+                     if d.trial_id == trial_id and d.stopped), None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._say(f"trial {trial.trial_id} failed (the sweep names the error at the end; the "
