@@ -48,7 +48,7 @@ def test_fractional_request_that_fits_is_accepted_and_more_cpus_than_a_node_is_n
     assert code == 2 and "nothing to resume: no Tune experiment here" in err
 
 
-def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path):
+def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path, capsys):
     import time
 
     from kp_platform.tune.driver.runner import run_sweep
@@ -68,6 +68,10 @@ def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path):
     asha_stops = {d.trial_id for d in read_rungs(spec.experiment_dir) if d.stopped}
     assert {r.trial_id for r in rows if r.status == "stopped (ASHA)"} == asha_stops
     assert any(r.status == "stopped (time budget)" for r in rows), [r.status for r in rows]
+    # ...and so do the progress lines, one per trial the budget ended, none for the others.
+    told = {line.split()[1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("trial ") and "ended by the sweep's time budget" in line}
+    assert told == {r.trial_id for r in rows if r.status == "stopped (time budget)"}
 
 
 def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, synth_data,
