@@ -97,8 +97,7 @@ class SweepEvents(Callback):
         self.metric = spec.metric
         self.keys = [p.key for p in spec.parameters]
         self.scheduler = scheduler
-        self._last: dict[str, tuple[Any, Any]] = {}  # trial id -> its last (epoch, metric)
-        self._ended: set[str] = set()  # trials whose completion or failure was told
+        self._completed: set[str] = set()  # trials whose completion (or ASHA stop) was told
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         values = ", ".join(f"{short_name(k)}={_show(trial.config[k])}" for k in self.keys
@@ -110,14 +109,12 @@ class SweepEvents(Callback):
         # Tune asks the scheduler before it calls back, so the evaluation that got a trial
         # stopped already has its decision: the stop line that follows gives the same epoch
         # and value (a stopped trial reports nothing after).
-        if self.metric in result:
-            self._last[trial.trial_id] = (result.get("epoch", "?"), result[self.metric])
         if self.metric in result and self._stop(trial.trial_id) is None:
             self._say(f"trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
                       f"{self.metric} {_show(result[self.metric])}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended.add(trial.trial_id)
+        self._completed.add(trial.trial_id)
         stop = self._stop(trial.trial_id)
         if stop is None:
             self._say(f"trial {trial.trial_id} completed")
@@ -132,19 +129,19 @@ class SweepEvents(Callback):
                      if d.trial_id == trial_id and d.stopped), None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended.add(trial.trial_id)
         self._say(f"trial {trial.trial_id} failed (the sweep names the error at the end; the "
                   f"traceback is in {trial.path}/error.txt)")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Tune ends the trials it finds running at the sweep's time budget without calling
-        # on_trial_complete for them: they are told here, with the evaluation they keep.
+        # on_trial_complete for them: they are told here, with the evaluation they keep (a
+        # trial reports only at evaluations, so its last result is the last one).
         for trial in trials:
-            if trial.trial_id in self._ended or trial.status != "TERMINATED":
+            if trial.trial_id in self._completed or trial.status != "TERMINATED":
                 continue
-            epoch, value = self._last.get(trial.trial_id, (None, None))
-            kept = (f" at epoch {epoch}: {self.metric} {_show(value)}" if epoch is not None
-                    else " before its first evaluation")
+            last = trial.last_result or {}
+            kept = (f" at epoch {last.get('epoch', '?')}: {self.metric} {_show(last[self.metric])}"
+                    if self.metric in last else " before its first evaluation")
             self._say(f"trial {trial.trial_id} ended by the sweep's time budget{kept}")
 
     @staticmethod
