@@ -15,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate keypoint detections against a COCO keypoint dataset: per channel "
         "AP at each L2 distance threshold in original-image pixels, their means, PCK and "
         "matched-distance statistics; for channels with at most one keypoint per image, the "
-        "top-1 pixel error (mean, median), PCK and swap rate of each channel's best peak. "
+        "top-1 pixel error (mean, median), PCK and swap rate of each channel's point: its "
+        "best peak, or with a checkpoint trained on such channels the peak its pose prior "
+        "chooses (eval.pose_prior). "
         "Either a checkpoint on a dataset (--checkpoint, --data: "
         "the same code as validation during training) or a prediction file from any model "
         '(--gt, --pred, --channels; format [{"image_id": 1, "detections": '
@@ -47,6 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "integer coordinates, the default; corner: at +0.5); only the image-border check "
         "depends on it",
     )
+    parser.add_argument(
+        "--no-pose-prior", action="store_true",
+        help="with --checkpoint: score each top-1 channel's best peak, not the peak the "
+        "checkpoint's pose prior chooses (to see what the prior changes)")
     parser.add_argument("--out", metavar="METRICS_JSON", default=None, help="write the metrics")
     parser.add_argument(
         "--render", metavar="PNG", default=None,
@@ -73,7 +79,8 @@ def run_eval(args: argparse.Namespace) -> int:
                              "checkpoint brings its own)", "kp eval")
         from kp_platform.inference import evaluate_checkpoint
 
-        overrides = {"thresholds": args.thresholds, "matching": args.matching}
+        overrides = {"thresholds": args.thresholds, "matching": args.matching,
+                     "pose_prior": False if args.no_pose_prior else None}
         metrics = evaluate_checkpoint(
             args.checkpoint, args.data,
             overrides={k: v for k, v in overrides.items() if v is not None},
@@ -82,8 +89,9 @@ def run_eval(args: argparse.Namespace) -> int:
     else:
         if not (args.gt and args.pred):
             raise InputError("use --checkpoint with --data, or --gt with --pred", "kp eval")
-        if args.render:
-            raise InputError("--render goes with --checkpoint and --data", "kp eval")
+        if args.render or args.no_pose_prior:
+            raise InputError("--render and --no-pose-prior go with --checkpoint and --data",
+                             "kp eval")
         defaults = EvalConfig()
         metrics = evaluate_predictions(
             args.gt, args.pred, args.channels, args.thresholds or defaults.thresholds,

@@ -179,6 +179,12 @@ class EvalConfig:
     as DeepLabCut and Lightning Pose users measure): a list of channel names, or `auto`: the
     channels with at most one labelled keypoint in every training image. Their predictions
     (`kp predict`, `Detector.predict`) are that one best peak."""
+    pose_prior: bool = True
+    """Choose each top-1 channel's point among its peaks with a pose prior fitted to the
+    training labels (where it should lie given the other top-1 points; `heatmaps/pose_prior.py`)
+    instead of taking its best peak: look-alike keypoints (left and right paws) are told apart
+    by the rest of the pose. Applies where at least two top-1 channels are labelled; stored in
+    the checkpoint; `kp export`'s graphs take the best peak."""
     best_by: Literal["auto", "map", "mean_px_error"] = AUTO
     """What `best.ckpt` keeps: the highest `val/map` or the lowest `val/mean_px_error`; `auto`:
     the error when every channel is a top-1 channel, else the AP."""

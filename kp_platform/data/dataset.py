@@ -23,7 +23,7 @@ from kp_platform.data.augment import Augmenter, build_augmenter
 from kp_platform.data.channels import ChannelMap, parse_channels, resolve_channels
 from kp_platform.data.coco import CocoKeypoints, ImageKeypoints
 from kp_platform.data.image_io import read_rgb
-from kp_platform.data.resize import Affine, resize_image
+from kp_platform.data.resize import Affine, resize_affine, resize_image
 from kp_platform.data.split import pick_images, split_train_val
 from kp_platform.errors import InputError
 
@@ -124,6 +124,26 @@ def single_instance_channels(dataset: KeypointDataset | ConcatDataset) -> list[s
         for image in part.keypoints:
             most = [max(m, len(points)) for m, points in zip(most, image.points, strict=True)]
     return [name for name, m in zip(names, most, strict=True) if m <= 1]
+
+
+def single_points(dataset: KeypointDataset | ConcatDataset, channels: Sequence[int]
+                  ) -> np.ndarray:
+    """Every image's labelled point of each of `channels` (single-instance ones) in network-input
+    pixels, before augmentation: an (N, len(channels), 2) array, NaN where a point is
+    unlabelled. Reads no image."""
+    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    rows = []
+    for part in parts:
+        for image_id, image in zip(part.image_ids, part.keypoints, strict=True):
+            record = part.coco.image_by_id[image_id]
+            affine = resize_affine(record.height, record.width, part.input_size,
+                                   part.resize_mode)
+            row = np.full((len(channels), 2), np.nan)
+            for slot, channel in enumerate(channels):
+                if len(image.points[channel]) == 1:
+                    row[slot] = affine.apply(image.points[channel])[0]
+            rows.append(row)
+    return np.stack(rows) if rows else np.zeros((0, len(channels), 2))
 
 
 def cache_split(dataset: KeypointDataset | ConcatDataset, max_mb: int) -> bool:

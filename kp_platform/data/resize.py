@@ -35,6 +35,30 @@ class Affine:
         return np.array([self.sx, self.sy, self.tx, self.ty], dtype=np.float64)
 
 
+def resize_affine(height: int, width: int, size: tuple[int, int] | list[int],
+                  mode: str = "resize") -> Affine:
+    """The keypoint transform `resize_image` applies to an image of `height` x `width`."""
+    new_h, new_w, top, left = _placement(height, width, size, mode)
+    sx, sy = new_w / width, new_h / height
+    return Affine(sx, sy, 0.5 * sx - 0.5 + left, 0.5 * sy - 0.5 + top)
+
+
+def _placement(height: int, width: int, size: tuple[int, int] | list[int],
+               mode: str) -> tuple[int, int, int, int]:
+    """Where the resized image lies in the output: its (height, width, top, left)."""
+    out_h, out_w = size
+    if mode == "resize":
+        new_h, new_w, top, left = out_h, out_w, 0, 0
+    elif mode == "letterbox":
+        scale = min(out_h / height, out_w / width)
+        new_h = min(out_h, max(1, round(height * scale)))
+        new_w = min(out_w, max(1, round(width * scale)))
+        top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
+    else:
+        raise ValueError(f"unknown resize mode {mode!r}")
+    return new_h, new_w, top, left
+
+
 def resize_image(
     image: np.ndarray, size: tuple[int, int], mode: str = "resize"
 ) -> tuple[np.ndarray, Affine]:
@@ -51,17 +75,8 @@ def resize_image(
     """
     out_h, out_w = size
     in_h, in_w = image.shape[:2]
-    if mode == "resize":
-        new_h, new_w, top, left = out_h, out_w, 0, 0
-    elif mode == "letterbox":
-        scale = min(out_h / in_h, out_w / in_w)
-        new_h = min(out_h, max(1, round(in_h * scale)))
-        new_w = min(out_w, max(1, round(in_w * scale)))
-        top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
-    else:
-        raise ValueError(f"unknown resize mode {mode!r}")
-    sx, sy = new_w / in_w, new_h / in_h
-    affine = Affine(sx, sy, 0.5 * sx - 0.5 + left, 0.5 * sy - 0.5 + top)
+    affine = resize_affine(in_h, in_w, size, mode)
+    new_h, new_w, top, left = _placement(in_h, in_w, size, mode)
     if (new_h, new_w) == (in_h, in_w):
         resized = image
     else:

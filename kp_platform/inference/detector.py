@@ -52,6 +52,7 @@ def load_module(path: str | Path, map_location: str = "cpu") -> KeypointModule:
     config, channel_names = checkpoint_config(checkpoint, str(path))
     module = KeypointModule(config, channel_names)
     module.load_state_dict(checkpoint["state_dict"])
+    module.on_load_checkpoint(checkpoint)
     return module.to(map_location).eval()
 
 
@@ -125,14 +126,16 @@ class Detector:
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
             pixels, best first, in the labels' pixel convention (`data.pixel_origin`); a top-1
-            channel (`eval.top1_channels`) gives at most its best peak.
+            channel (`eval.top1_channels`) gives at most one peak: the one the pose prior
+            chooses (`eval.pose_prior`), else its best.
         """
         batch = to_unit_float(images.to(self.device, non_blocking=True))
         with autocast(self.device, self.precision):
             logits = self.module(batch)
         options = self.options if min_score is None else dataclasses.replace(
             self.options, score_threshold=min_score)
-        detections = decode_heatmaps(torch.sigmoid(logits.float()), **options.as_kwargs())
+        detections = self.module.choose_top1(
+            decode_heatmaps(torch.sigmoid(logits.float()), **options.as_kwargs()))
         if detections.xy.device.type == "mps":  # no float64 on MPS; only detections move
             detections = Detections(detections.xy.cpu(), detections.scores.cpu(),
                                     detections.valid.cpu())
@@ -162,7 +165,8 @@ class Detector:
         Returns:
             Per image, channel name → (n, 3) float64 array of (x, y, score) in original-image
             pixels, best first, in the pixel convention of the labels (`data.pixel_origin`); a
-            top-1 channel (`eval.top1_channels`) gives at most its best peak.
+            top-1 channel (`eval.top1_channels`) gives at most one peak: the one the pose prior
+            chooses (`eval.pose_prior`), else its best.
         """
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(images), batch_size):

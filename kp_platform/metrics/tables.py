@@ -42,7 +42,9 @@ def format_top1(top1: dict[str, Any]) -> str:
                                overall["pck"], overall["swap_rate"],
                                sum(top1["missing"].values()))])
     lines = _table(header, rows)
-    lines.append("top-1: each channel's best-scoring peak against its labelled point, in "
+    chosen = ("peak chosen by the pose prior" if top1.get("chosen_by") == "pose prior"
+              else "best-scoring peak")
+    lines.append(f"top-1: each channel's {chosen} against its labelled point, in "
                  "original-image pixels (no peak: the image diagonal); swap: nearer another "
                  "channel's point")
     return "\n".join(lines)

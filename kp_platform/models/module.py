@@ -20,6 +20,7 @@ from kp_platform.config import Config, config_from_dict, config_to_dict
 from kp_platform.config.auto import resolve_auto
 from kp_platform.config.schema import AUTO
 from kp_platform.heatmaps import Detections, decode_heatmaps, encode_heatmaps, heatmap_size
+from kp_platform.heatmaps.pose_prior import PosePrior, choose_top1
 from kp_platform.metrics import KeypointAP, Top1Error
 from kp_platform.models.losses import heatmap_loss
 from kp_platform.models.network import KeypointNet, build_network
@@ -62,6 +63,9 @@ class KeypointModule(pl.LightningModule):
         """How many evaluations ran; callbacks compare it to tell a fresh AP from a stale one."""
         self.epochs_trained = 0
         """Training epochs completed (Lightning's epoch counter stays put when a run stops)."""
+        self.pose_prior: PosePrior | None = None
+        """Chooses the top-1 channels' points (`eval.pose_prior`); set by `train()` from the
+        training labels, saved in and read from checkpoints."""
 
     def configure_metrics(self) -> None:
         """(Re)builds the evaluation metrics from `cfg.eval` (after changing its thresholds,
@@ -117,6 +121,25 @@ class KeypointModule(pl.LightningModule):
             stride=self.cfg.heatmap.stride,
         )
 
+    @property
+    def choosing_with_prior(self) -> bool:
+        return self.pose_prior is not None and self.cfg.eval.pose_prior
+
+    def choose_top1(self, detections: Detections) -> Detections:
+        """Puts each top-1 channel's chosen peak first: the pose prior's choice where there is
+        one (`eval.pose_prior`), else the best peak, already first."""
+        if not self.choosing_with_prior:
+            return detections
+        return choose_top1(detections, self.pose_prior, self.cfg.eval.score_threshold)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.pose_prior is not None:
+            checkpoint["pose_prior"] = self.pose_prior.state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "pose_prior" in checkpoint:
+            self.pose_prior = PosePrior.from_state(checkpoint["pose_prior"])
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         logits = self(batch["image"])
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
@@ -142,7 +165,7 @@ class KeypointModule(pl.LightningModule):
         loss, per_channel = heatmap_loss(logits, self.targets(batch), self.cfg.model.loss)
         self._log_val_losses(loss, per_channel, len(batch["image"]))
         if self.evaluating:
-            detections = self.decode(logits).to_original(batch["affine"])
+            detections = self.choose_top1(self.decode(logits)).to_original(batch["affine"])
             self.metric.update(
                 detections.xy,
                 detections.scores,
@@ -164,6 +187,8 @@ class KeypointModule(pl.LightningModule):
         self.metric.reset()
         if self.top1 is not None:
             metrics["top1"] = self.top1.compute()
+            metrics["top1"]["chosen_by"] = ("pose prior" if self.choosing_with_prior
+                                            else "best peak")
             self.top1.reset()
             self._log_top1(metrics["top1"])
         self.last_metrics = metrics

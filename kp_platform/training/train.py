@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
 from kp_platform.config import Config, config_to_dict, save_config
 from kp_platform.config.auto import resolve_auto, resolve_from_data
 from kp_platform.data.datamodule import KeypointDataModule
-from kp_platform.data.dataset import single_instance_channels
+from kp_platform.data.dataset import single_instance_channels, single_points
 from kp_platform.errors import InputError
+from kp_platform.heatmaps.pose_prior import PosePrior
 from kp_platform.models.module import KeypointModule
 from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
@@ -90,6 +92,8 @@ def train(
     save_config(config, run_dir / "config.yaml")
 
     module = KeypointModule.from_config(config, list(datamodule.channels.names))
+    if config.eval.pose_prior:
+        module.pose_prior = _fit_pose_prior(splits.train, module.channel_names, config)
     init_from = config.model.init_from
     if init_from and resume is None:
         # Weights only: the learning rate and every other setting come from `config`.
@@ -203,3 +207,21 @@ def _new_run_dir(config: Config) -> Path:
         candidate = root / f"{config.trainer.name}-{suffix}"
         suffix += 1
     return candidate
+
+
+def _fit_pose_prior(dataset: Any, channel_names: list[str], config: Config) -> PosePrior | None:
+    """The pose prior of the top-1 channels labelled in at least two training images (None
+    where fewer than two such channels), with a line saying what it covers."""
+    top1 = [channel_names.index(name) for name in config.eval.top1_channels]
+    points = single_points(dataset, top1)
+    labelled = (~np.isnan(points[..., 0])).sum(axis=0)
+    kept = [slot for slot, count in enumerate(labelled) if count >= 2]
+    if len(kept) < 2:
+        print("eval.pose_prior = off (fewer than two top-1 channels labelled in two training "
+              "images: each top-1 channel takes its best peak)")
+        return None
+    prior = PosePrior.fit(points[:, kept], [top1[slot] for slot in kept],
+                          noise=config.heatmap.sigma)
+    print(f"eval.pose_prior = on ({len(kept)} top-1 channels, fitted to the labels of "
+          f"{len(points)} training images: each chooses its point among its peaks)")
+    return prior

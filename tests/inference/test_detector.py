@@ -10,6 +10,7 @@ import torch
 from kp_platform.data.coco import CocoKeypoints
 from kp_platform.inference import Detector, evaluate_checkpoint, load_module
 from kp_platform.metrics import evaluate_predictions
+from kp_platform.training.checkpoints import read_checkpoint
 
 
 def test_kp_eval_checkpoint_reproduces_validation_metrics(trained_run, synth_data, run_kp,
@@ -109,3 +110,22 @@ def test_top1_channels_evaluate_and_predict_their_best_peak(single_instance_run,
     # At most the best peak per top-1 channel, even with every peak above 0 asked for.
     assert all(len(points) <= 1 for e in entries for points in e["detections"].values())
     assert any(len(points) == 1 for e in entries for points in e["detections"].values())
+
+
+def test_the_checkpoint_carries_the_pose_prior_its_evaluation_uses(single_instance_run,
+                                                                   run_kp):
+    # Four top-1 channels labelled in every training image: train() fitted a prior over all.
+    checkpoint = read_checkpoint(single_instance_run.last_checkpoint)
+    assert checkpoint["pose_prior"]["channels"] == [0, 1, 2, 3]
+    assert np.asarray(checkpoint["pose_prior"]["covariance"]).shape == (8, 8)
+    module = load_module(single_instance_run.last_checkpoint)
+    assert module.pose_prior is not None and module.pose_prior.channels == (0, 1, 2, 3)
+    val = module.cfg.data.val
+    code, text, err = run_kp("eval", "--checkpoint", single_instance_run.last_checkpoint,
+                             "--data", val)
+    assert code == 0, err
+    assert "each channel's peak chosen by the pose prior" in text
+    code, text, err = run_kp("eval", "--checkpoint", single_instance_run.last_checkpoint,
+                             "--data", val, "--no-pose-prior")
+    assert code == 0, err
+    assert "best-scoring peak" in text and "pose prior" not in text

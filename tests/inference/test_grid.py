@@ -28,7 +28,7 @@ def test_render_and_the_other_modes_flags_are_refused(trained_run, synth_data, r
                                                        tmp_path):
     code, _, err = run_kp("eval", "--gt", synth_data["val"], "--pred", tmp_path / "p.json",
                           "--render", tmp_path / "g.png")
-    assert code == 2 and "--render goes with --checkpoint" in err
+    assert code == 2 and "--render and --no-pose-prior go with --checkpoint" in err
     code, _, err = run_kp("eval", "--checkpoint", trained_run.last_checkpoint, "--data",
                           synth_data["val"], "--visible-only")
     assert code == 2 and "--visible-only and --pixel-origin go with --gt/--pred" in err
