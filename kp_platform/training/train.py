@@ -211,8 +211,11 @@ def _new_run_dir(config: Config) -> Path:
 
 def _fit_pose_prior(dataset: Any, channel_names: list[str], config: Config) -> PosePrior | None:
     """The pose prior of the top-1 channels labelled in at least two training images (None
-    where fewer than two such channels), with a line saying what it covers."""
+    where fewer than two such channels), with a line saying what it covers (none where there
+    is no top-1 channel at all: nothing to say)."""
     top1 = [channel_names.index(name) for name in config.eval.top1_channels]
+    if not top1:
+        return None
     points = single_points(dataset, top1)
     labelled = (~np.isnan(points[..., 0])).sum(axis=0)
     kept = [slot for slot, count in enumerate(labelled) if count >= 2]

@@ -340,3 +340,11 @@ def test_keep_final_takes_every_evaluation_and_keep_best_only_a_better_one(tmp_p
     assert callback.keeps(module("final"), None)  # no score at all
     assert not callback.keeps(module("best"), 9.0)
     assert callback.keeps(module("best"), 2.0)
+
+
+def test_no_top1_channel_no_pose_prior(synth_data, tmp_path, capsys):
+    # The cloth channels hold several keypoints per image: no top-1 channel, no prior, no line.
+    result = train(tiny_config(synth_data, tmp_path, "trainer.max_epochs=1",
+                               "trainer.name=no-prior"))
+    assert "eval.pose_prior" not in capsys.readouterr().out
+    assert "pose_prior" not in read_checkpoint(result.last_checkpoint)
