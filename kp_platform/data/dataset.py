@@ -115,9 +115,14 @@ class KeypointDataset(Dataset):
         }
 
 
+def _parts(dataset: KeypointDataset | ConcatDataset) -> list[KeypointDataset]:
+    """The KeypointDatasets a split is made of (one, or those a ConcatDataset joins)."""
+    return list(dataset.datasets) if isinstance(dataset, ConcatDataset) else [dataset]
+
+
 def single_instance_channels(dataset: KeypointDataset | ConcatDataset) -> list[str]:
     """The channels with at most one labelled keypoint in every image of `dataset`."""
-    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    parts = _parts(dataset)
     names = parts[0].channels.names
     most = [0] * len(names)
     for part in parts:
@@ -131,7 +136,7 @@ def single_points(dataset: KeypointDataset | ConcatDataset, channels: Sequence[i
     """Every image's labelled point of each of `channels` (single-instance ones) in network-input
     pixels, before augmentation: an (N, len(channels), 2) array, NaN where a point is
     unlabelled. Reads no image."""
-    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    parts = _parts(dataset)
     rows = []
     for part in parts:
         for image_id, image in zip(part.image_ids, part.keypoints, strict=True):
@@ -149,7 +154,7 @@ def single_points(dataset: KeypointDataset | ConcatDataset, channels: Sequence[i
 def cache_split(dataset: KeypointDataset | ConcatDataset, max_mb: int) -> bool:
     """Caches a split's images in memory (`KeypointDataset.cache_images`) when they fit in
     `max_mb` MiB; says so when they do not. Returns whether they are cached."""
-    parts = dataset.datasets if isinstance(dataset, ConcatDataset) else [dataset]
+    parts = _parts(dataset)
     need = sum(part.cache_bytes for part in parts)
     if max_mb <= 0:
         return False

@@ -38,7 +38,12 @@ class Affine:
 def resize_affine(height: int, width: int, size: tuple[int, int] | list[int],
                   mode: str = "resize") -> Affine:
     """The keypoint transform `resize_image` applies to an image of `height` x `width`."""
-    new_h, new_w, top, left = _placement(height, width, size, mode)
+    return _affine(height, width, *_placement(height, width, size, mode))
+
+
+def _affine(height: int, width: int, new_h: int, new_w: int, top: int, left: int) -> Affine:
+    """Original to output pixels for an image of `height` x `width` placed at (`top`, `left`)
+    with the size `new_h` x `new_w`."""
     sx, sy = new_w / width, new_h / height
     return Affine(sx, sy, 0.5 * sx - 0.5 + left, 0.5 * sy - 0.5 + top)
 
@@ -75,8 +80,8 @@ def resize_image(
     """
     out_h, out_w = size
     in_h, in_w = image.shape[:2]
-    affine = resize_affine(in_h, in_w, size, mode)
     new_h, new_w, top, left = _placement(in_h, in_w, size, mode)
+    affine = _affine(in_h, in_w, new_h, new_w, top, left)
     if (new_h, new_w) == (in_h, in_w):
         resized = image
     else:

@@ -146,8 +146,7 @@ def choose_top1(detections: Detections, prior: PosePrior, min_score: float) -> D
     xy = detections.xy.detach().cpu().double().numpy()[:, channels]
     scores = detections.scores.detach().cpu().numpy()[:, channels]
     valid = detections.valid.detach().cpu().numpy()[:, channels]
-    order = np.arange(detections.xy.shape[2])[None, None].repeat(len(xy), 0).repeat(
-        detections.xy.shape[1], 1)
+    order = np.broadcast_to(np.arange(detections.xy.shape[2]), detections.scores.shape).copy()
     for image in range(len(xy)):
         chosen = prior.choose(xy[image], scores[image], valid[image], min_score)
         for slot, channel in enumerate(channels):
