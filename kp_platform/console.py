@@ -13,11 +13,17 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"
 """Lightning's rank-zero logger: the GPU/TPU lines and tips at INFO."""
 LIGHTNING_PYTREE = "pytorch_lightning.utilities._pytree"
 """Lightning's copy of torch's pytree helpers, which builds torch's deprecated `LeafSpec`."""
+RAY_ANALYSIS = "ray.tune.analysis.experiment_analysis"
+"""Tune's reader of an experiment folder: it warns, with a path and an exception, about each
+trial that left no result file, which is a trial the sweep's time budget ended before its first
+evaluation; the sweep's progress line and `kp sweep report` already say so in words."""
 
 
 def quiet_library_info(*loggers: str) -> None:
@@ -27,3 +33,16 @@ def quiet_library_info(*loggers: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", category=FutureWarning,
                             module=re.escape(LIGHTNING_PYTREE))
+
+
+@contextmanager
+def logger_level(name: str, level: int) -> Iterator[None]:
+    """Inside the block, the logger `name` passes only records at `level` and above; after it,
+    its level is what it was."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -185,6 +185,11 @@ class EvalConfig:
     instead of taking its best peak: look-alike keypoints (left and right paws) are told apart
     by the rest of the pose. Applies where at least two top-1 channels are labelled; stored in
     the checkpoint; `kp export`'s graphs take the best peak."""
+    precise_bn: bool = True
+    """Before each evaluation, re-estimate BatchNorm statistics with the current weights from
+    the latest 64 training images instead of evaluating with the running averages of past
+    steps, which lag the weights early in training (`training/precise_bn.py`). Off where
+    `model.freeze_bn_stats` keeps the loaded statistics."""
     best_by: Literal["auto", "map", "mean_px_error"] = AUTO
     """What `best.ckpt` keeps: the highest `val/map` or the lowest `val/mean_px_error`; `auto`:
     the error when every channel is a top-1 channel, else the AP."""

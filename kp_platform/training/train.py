@@ -32,6 +32,7 @@ from kp_platform.training.callbacks import EvaluationCheckpoint
 from kp_platform.training.checkpoints import load_init_weights, read_checkpoint
 from kp_platform.training.distributed import build_strategy
 from kp_platform.training.freeze import FreezeBatchNormStats, FreezeEncoder
+from kp_platform.training.precise_bn import PreciseBatchNorm
 from kp_platform.training.visualize import PredictionImages
 from kp_platform.training.wandb_logging import (
     build_wandb_logger,
@@ -107,6 +108,8 @@ def train(
         callbacks.append(FreezeEncoder(config.model.freeze_encoder_epochs))
     if config.model.freeze_bn_stats:
         callbacks.append(FreezeBatchNormStats())
+    elif config.eval.precise_bn:
+        callbacks.append(PreciseBatchNorm())
     if config.trainer.early_stop_patience > 0:
         callbacks.append(pl.callbacks.EarlyStopping(
             monitor="val/loss", mode="min", patience=config.trainer.early_stop_patience))

@@ -74,6 +74,47 @@ def test_a_time_budget_ends_the_sweep(ray_session, synth_data, tmp_path, capsys)
     assert told == {r.trial_id for r in rows if r.status == "stopped (time budget)"}
 
 
+def _warnings_while(action) -> list[str]:
+    """What Tune's experiment reader logs at WARNING or above while `action` runs."""
+    import logging
+
+    from kp_platform.console import RAY_ANALYSIS
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger(RAY_ANALYSIS)
+    logger.addHandler(handler)
+    try:
+        action()
+    finally:
+        logger.removeHandler(handler)
+    return [record.getMessage() for record in records]
+
+
+def test_a_trial_without_results_is_reported_without_tunes_warning(ray_session, synth_data,
+                                                                    tmp_path):
+    from ray.tune import ExperimentAnalysis
+
+    from kp_platform.tune.driver.runner import run_sweep
+    from kp_platform.tune.results.report import collect_trials
+
+    spec = load_space(_space(tmp_path, synth_data, num_samples=1,
+                             asha={"grace_period": 1, "reduction_factor": 2, "max_epochs": 1}))
+    assert not _warnings_while(lambda: run_sweep(spec))
+    # As a trial the time budget ends before its first evaluation leaves it: no result files.
+    (trial,) = spec.experiment_dir.glob("trial_*/")
+    for name in ("result.json", "progress.csv"):
+        (trial / name).unlink()
+    # Tune's reader warns (the check can see a warning)...
+    told = _warnings_while(lambda: ExperimentAnalysis(str(spec.experiment_dir)))
+    assert any("Failed to fetch metrics for 1 trial" in message for message in told)
+    # ...the report reads the same folder in silence and names the trial itself.
+    rows: list = []
+    assert not _warnings_while(lambda: rows.extend(collect_trials(spec.experiment_dir)))
+    assert [row.epochs for row in rows] == [0]
+
+
 def test_an_experiment_folder_tune_cannot_restore_is_not_overwritten(ray_session, synth_data,
                                                                      tmp_path, run_kp):
     path = _space(tmp_path, synth_data)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from kp_platform.config import config_to_dict
+from kp_platform.console import RAY_ANALYSIS, logger_level
 from kp_platform.errors import InputError
 from kp_platform.tune.driver.lock import DriverLock
 from kp_platform.tune.experiment import DRIVER_FILE, LOCK_FILE, RUNGS_FILE, SPACE_COPY
@@ -178,13 +179,11 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     # Tune's controller logs each failed trial attempt with the whole traceback. The traceback
     # stays in the trial's error.txt, the status table marks the trial ERROR, and `kp sweep run`
     # ends with one line per failed trial: the controller logs only what is critical meanwhile.
-    controller_log = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    level = controller_log.level
-    controller_log.setLevel(logging.CRITICAL)
-    try:
+    # The results' reader would warn about a trial the time budget ended before it reported:
+    # the sweep's progress line says that in words (console.RAY_ANALYSIS).
+    with (logger_level(TUNE_CONTROLLER_LOGGER, logging.CRITICAL),
+          logger_level(RAY_ANALYSIS, logging.ERROR)):
         results = tuner.fit()
-    finally:
-        controller_log.setLevel(level)
     tidy_orphans(spec, results)
     return results
 

@@ -7,12 +7,14 @@ after it, and after a crash.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from kp_platform.console import RAY_ANALYSIS, logger_level
 from kp_platform.errors import InputError
 from kp_platform.tune.experiment import RUN_CONFIG, SPACE_COPY, error_line, read_rungs
 
@@ -54,7 +56,8 @@ def collect_trials(experiment: str | Path, metric: str = METRIC,
 
     try:
         # Absolute: Ray 2.60 reads a relative path as a URI without a scheme and refuses it.
-        analysis = ExperimentAnalysis(str(Path(experiment).resolve()))
+        with logger_level(RAY_ANALYSIS, logging.ERROR):
+            analysis = ExperimentAnalysis(str(Path(experiment).resolve()))
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"not a sweep experiment folder ({reason})", str(experiment)) from None
