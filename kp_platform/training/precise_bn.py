@@ -21,6 +21,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 RECENT_IMAGES = 64
@@ -29,8 +30,8 @@ least this many)."""
 
 
 class PreciseBatchNorm(pl.Callback):
-    """Keeps the latest training batches' images and, before each validation epoch that computes
-    the keypoint metrics, re-estimates every BatchNorm layer's running mean and variance from
+    """Keeps the latest training batches' images and, before each validation epoch of fitting
+    that computes the keypoint metrics, re-estimates every BatchNorm layer's running mean and variance from
     them with the current weights. The images are kept across epochs (a small set's epoch
     may hold fewer than `images`).
 
@@ -55,7 +56,10 @@ class PreciseBatchNorm(pl.Callback):
 
     def on_validation_epoch_start(self, trainer: pl.Trainer,
                                   pl_module: pl.LightningModule) -> None:
-        if not self._recent or not pl_module.evaluating:
+        # Only while fitting: a validation after fitting (train()'s evaluation after early
+        # stopping, `kp eval`) scores the statistics the checkpoints hold.
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if not fitting or not self._recent or not pl_module.evaluating:
             return
         layers = [layer for layer in pl_module.modules()
                   if isinstance(layer, nn.modules.batchnorm._BatchNorm)
