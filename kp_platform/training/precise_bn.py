@@ -31,9 +31,9 @@ least this many)."""
 
 class PreciseBatchNorm(pl.Callback):
     """Keeps the latest training batches' images and, before each validation epoch of fitting
-    that computes the keypoint metrics, re-estimates every BatchNorm layer's running mean and variance from
-    them with the current weights. The images are kept across epochs (a small set's epoch
-    may hold fewer than `images`).
+    that computes the keypoint metrics, re-estimates every BatchNorm layer's running mean and
+    variance from them with the current weights. The images are kept across epochs (a small
+    set's epoch may hold fewer than `images`).
 
     Args:
         images: How many of the latest training images to estimate from.
