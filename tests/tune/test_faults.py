@@ -114,6 +114,12 @@ def test_killed_driver_resumes_the_sweep(synth_data, tmp_path, ray_tmp):
                       max_concurrent=1, eval_every=1, checkpoint_period_s=1,
                       asha={"grace_period": EPOCHS, "reduction_factor": 2, "max_epochs": EPOCHS},
                       wandb={"mode": "offline", "project": "kp-tests"})
+    # Readings that rise epoch on epoch, as the running averages give on this tiny run: with
+    # statistics of the current weights (`eval.precise_bn`) its val/map can dip below all
+    # earlier ones, and Tune's retention by score (num_to_keep=4) then deletes that checkpoint
+    # at the next report, while the snapshot written a moment later is what a killed driver
+    # resumes from. A Tune race the README's resume section names; not what this test is about.
+    data["base"]["overrides"]["eval.precise_bn"] = False
     space = write_space(tmp_path / "kill.yaml", data)
     experiment = tmp_path / "sweeps" / "kill"
     kp = [str(Path(sys.executable).parent / "kp"), "sweep", "run", str(space)]
