@@ -5,7 +5,9 @@
 Lightning 2.6 also builds torch's deprecated `LeafSpec` whenever it flattens a batch or a
 metric (a FutureWarning per evaluation that no user can act on): ignored for that Lightning
 module alone, by category and module. Every other warning still comes through. Set by logger
-and module name, so Lightning need not be imported here.
+and module name, so Lightning need not be imported here. `logger_level` quiets a library's
+logger for one block only (Tune's controller and experiment reader while a sweep runs and is
+read back), where `kp` says the same thing in its own words.
 """
 
 from __future__ import annotations
