@@ -22,6 +22,9 @@ LIGHTNING_INFO = "pytorch_lightning.utilities.rank_zero"
 """Lightning's rank-zero logger: the GPU/TPU lines and tips at INFO."""
 LIGHTNING_PYTREE = "pytorch_lightning.utilities._pytree"
 """Lightning's copy of torch's pytree helpers, which builds torch's deprecated `LeafSpec`."""
+TUNE_CONTROLLER = "ray.tune.execution.tune_controller"
+"""Ray Tune's controller: it logs each failed trial attempt with its traceback, which the
+trial's error.txt keeps and `kp sweep run` names in one line at the end."""
 RAY_ANALYSIS = "ray.tune.analysis.experiment_analysis"
 """Tune's reader of an experiment folder: it warns, with a path and an exception, about each
 trial that left no result file, which is a trial the sweep's time budget ended before its first

@@ -17,6 +17,12 @@ def exact_log2(value: int) -> int:
     return value.bit_length() - 1
 
 
+def batch_norm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer (1d, 2d, 3d, synchronised) inside `module`."""
+    return [layer for layer in module.modules()
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm)]
+
+
 class Normalize(nn.Module):
     """(x - mean) / std per RGB channel; mean and std are (1, 3, 1, 1) buffers."""
 

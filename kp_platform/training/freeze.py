@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytorch_lightning as pl
 from torch import nn
 
+from kp_platform.models.layers import batch_norm_layers
+
 
 def encoder_parameters(network: nn.Module) -> Iterator[nn.Parameter]:
     """The encoder's parameters of a `KeypointNet`.
@@ -61,6 +63,5 @@ class FreezeBatchNormStats(pl.Callback):
                              batch: object, batch_idx: int) -> None:
         # Per batch, not once: Lightning sets modules' training modes itself (when fitting
         # starts, around each validation run), which would bring BatchNorm back to train mode.
-        for module in pl_module.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
+        for layer in batch_norm_layers(pl_module):
+            layer.eval()

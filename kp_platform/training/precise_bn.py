@@ -22,7 +22,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
-from torch import Tensor, nn
+from torch import Tensor
+
+from kp_platform.models.layers import batch_norm_layers
 
 RECENT_IMAGES = 64
 """Training images the statistics are estimated from (the latest batches that add up to at
@@ -61,9 +63,7 @@ class PreciseBatchNorm(pl.Callback):
         fitting = trainer.state.fn == TrainerFn.FITTING
         if not fitting or not self._recent or not pl_module.evaluating:
             return
-        layers = [layer for layer in pl_module.modules()
-                  if isinstance(layer, nn.modules.batchnorm._BatchNorm)
-                  and layer.track_running_stats]
+        layers = [layer for layer in batch_norm_layers(pl_module) if layer.track_running_stats]
         if not layers:
             return
         momenta = [layer.momentum for layer in layers]

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from kp_platform.config import config_to_dict
-from kp_platform.console import RAY_ANALYSIS, logger_level
+from kp_platform.console import RAY_ANALYSIS, TUNE_CONTROLLER, logger_level
 from kp_platform.errors import InputError
 from kp_platform.tune.driver.lock import DriverLock
 from kp_platform.tune.experiment import DRIVER_FILE, LOCK_FILE, RUNGS_FILE, SPACE_COPY
@@ -26,8 +26,6 @@ from kp_platform.tune.storage import open_storage, study_location, write_study_f
 
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
 """Ray's token-authentication switch (`token` or `disabled`)."""
-TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
-"""Ray Tune's controller logger: it logs each failed trial attempt with its traceback."""
 
 
 def choose_token_auth() -> None:
@@ -181,7 +179,7 @@ def _run_locked(spec: SweepSpec, resume: bool) -> Any:
     # ends with one line per failed trial: the controller logs only what is critical meanwhile.
     # The results' reader would warn about a trial the time budget ended before it reported:
     # the sweep's progress line says that in words (console.RAY_ANALYSIS).
-    with (logger_level(TUNE_CONTROLLER_LOGGER, logging.CRITICAL),
+    with (logger_level(TUNE_CONTROLLER, logging.CRITICAL),
           logger_level(RAY_ANALYSIS, logging.ERROR)):
         results = tuner.fit()
     tidy_orphans(spec, results)
